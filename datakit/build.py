@@ -1,0 +1,466 @@
+"""`python -m datakit.build`: from a recipe and its sources to a Hub-ready sharded corpus.
+
+Read top-down, this is the whole build:
+  1. load the recipe and check every source can be reached before anything runs;
+  2. plan partitions and run `prepare` on each (read -> construct -> normalise -> length);
+  3. exact dedup and balance on compact keys, globally;
+  4. plan shards by language and write them, sorted by id;
+  5. write rejected/, stats.json, the dataset card and manifest.json, and print the funnel.
+Every phase's outputs are content-addressed task outputs (`engine.store`), so a re-run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+import datakit
+from datakit import languages
+from datakit.engine.dask import DaskEngine
+from datakit.engine.store import WORK_DIR, StageDir, atomic_path, explain_os_error, prune, write_json
+from datakit.errors import DatakitError, OutputError, RecipeError
+from datakit.global_stages import RejectJob, load_keys, write_rejected
+from datakit.prepare import PrepareJob, prepare, stage_names
+from datakit.recipe import Recipe, load_recipe, with_overrides
+from datakit.records import canonical_json
+from datakit.resources import pipeline_path
+from datakit.sources import adapter_for
+from datakit.sources.base import Partition, ReadContext
+from datakit.sources.hub import check_reachable
+from datakit.sources.rows import local_root
+from datakit.stages.balance import plan_selection
+from datakit.stages.base import StageStats
+from datakit.stages.dedup import find_duplicates
+from datakit.write.card import render_card
+from datakit.write.manifest import build_manifest
+from datakit.write.shards import plan_shards, write_shard
+
+log = logging.getLogger("datakit")
+
+DEFAULT_RECIPE = "bayling2.yaml"
+OUTPUT_ENTRIES = ("data", "rejected", "README.md", "manifest.json", "stats.json", "report", WORK_DIR)
+
+
+@dataclass
+class BuildOptions:
+    recipe: str | None = None
+    data_dir: str | None = None
+    mirror: str | None = None
+    langs: str = "all"
+    output: str = "out"
+    sample: int | None = None
+    workers: int | None = None
+    scheduler: str | None = None
+    strict: bool = False
+    overwrite: bool = False
+    rows_per_task: int = 200_000
+    overrides: dict[str, Any] = field(default_factory=dict)
+    command: str = "python -m datakit.build"
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    stats: dict[str, Any]
+    manifest: dict[str, Any]
+    seconds: float
+
+
+# ---------------------------------------------------------------------------- 1. recipe
+
+
+def resolve_recipe(opts: BuildOptions) -> tuple[Recipe, Path]:
+    path = Path(opts.recipe) if opts.recipe else pipeline_path(DEFAULT_RECIPE)
+    recipe = load_recipe(path)
+    if opts.overrides:
+        recipe = with_overrides(recipe, **opts.overrides)
+    return recipe, path
+
+
+def read_context(recipe: Recipe, recipe_path: Path, opts: BuildOptions) -> ReadContext:
+    if opts.data_dir:
+        data_dir = Path(opts.data_dir)
+    elif recipe.data_dir:
+        data_dir = Path(recipe.data_dir)
+        data_dir = data_dir if data_dir.is_absolute() else (recipe_path.parent / data_dir)
+    else:
+        data_dir = None
+    if data_dir is not None and not data_dir.is_dir():
+        raise DatakitError(f"data folder not found: {data_dir}")
+    mirror = Path(opts.mirror) if opts.mirror else None
+    if mirror is not None and not mirror.is_dir():
+        raise DatakitError(f"mirror folder not found: {mirror}")
+    return ReadContext(data_dir=data_dir.resolve() if data_dir else None, mirror=mirror.resolve() if mirror else None,
+                       sample=opts.sample, langs=languages.resolve_langs(opts.langs),
+                       pivots=tuple(recipe.pivots), rows_per_task=opts.rows_per_task)
+
+
+def check_sources(recipe: Recipe, ctx: ReadContext) -> None:
+    """Every local path exists and every Hub id answers (or is mirrored), before any work starts."""
+    for source in recipe.sources:
+        if source.hub is not None:
+            check_reachable(source, ctx.mirror)
+        else:
+            local_root(source, ctx)
+
+
+def input_fingerprint(recipe: Recipe, ctx: ReadContext) -> str:
+    """What the sources are: local files by name, size and modification time; Hub ids by revision."""
+    h = hashlib.sha256()
+    for source in recipe.sources:
+        h.update(source.name.encode())
+        if source.hub is not None:
+            h.update(f"{source.hub}@{source.revision}".encode())
+            continue
+        root = local_root(source, ctx)
+        for p in sorted([root] if root.is_file() else root.rglob("*")):
+            if p.is_file():
+                st = p.stat()
+                h.update(f"{p.relative_to(root) if p != root else p.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def fingerprints(recipe: Recipe, ctx: ReadContext) -> dict[str, str]:
+    """One fingerprint per phase, each folding in the ones before: change a setting, redo from there."""
+    r = recipe.model_dump(mode="json", by_alias=True)
+    prepare_part = {k: r[k] for k in ("seed", "pivots", "sources", "construct", "filters")}
+    context = {"sample": ctx.sample, "langs": sorted(ctx.langs) if ctx.langs else None, "rows_per_task": ctx.rows_per_task}
+
+    def h(*parts: Any) -> str:
+        return hashlib.sha256(canonical_json([datakit.__version__, *parts]).encode()).hexdigest()
+
+    fp = {"prepare": h(prepare_part, context, input_fingerprint(recipe, ctx))}
+    fp["exact_dedup"] = h(fp["prepare"], r["dedup"])
+    fp["write"] = h(fp["exact_dedup"], r["balance"], r["seed"], r["output"])
+    return fp
+
+
+def prepare_output(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        ours = (out / WORK_DIR).is_dir() or (out / "manifest.json").is_file()
+        if not ours and not overwrite:
+            raise OutputError(f"output folder {out} is not empty and was not written by datakit; choose another folder or pass --overwrite")
+        if overwrite:
+            for name in OUTPUT_ENTRIES:
+                target = out / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".datakit-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise explain_os_error(e, out) from None
+
+
+# ---------------------------------------------------------------------------- 2. partitions
+
+
+def plan_partitions(recipe: Recipe, ctx: ReadContext) -> list[Partition]:
+    parts = []
+    for source in recipe.sources:
+        found = adapter_for(source).partitions(source, ctx)
+        log.info("source %-18s %4d task%s", source.name, len(found), "" if len(found) == 1 else "s")
+        parts.extend(found)
+    return parts
+
+
+# ---------------------------------------------------------------------------- 3. global stages
+
+
+def global_stages(recipe: Recipe, prepared: list[dict], fp: dict[str, str], out: Path, engine) -> dict[str, Any]:
+    files = [p["records"] for p in prepared]
+    keys = load_keys(files)
+    n = keys.num_rows
+    part_source = np.array([p["source"] for p in prepared] or [""], dtype=object)
+
+    dedup = StageStats("exact_dedup", in_=n)
+    dropped = np.zeros(n, dtype=bool)
+    reject_jobs = []
+    if recipe.dedup.exact and n:
+        dups = find_duplicates(keys.select(["part", "row", "id", "key"]))
+        offsets = np.cumsum([0] + [p["rows"] for p in prepared])
+        parts, rows, matched = dups.column("part").to_numpy(), dups.column("row").to_numpy(), dups.column("duplicate_of").to_pylist()
+        dropped[offsets[parts] + rows] = True
+        by_part: dict[int, list[tuple[int, str]]] = {}
+        for p, r, m in zip(parts, rows, matched, strict=True):
+            by_part.setdefault(int(p), []).append((int(r), m))
+        for p, items in sorted(by_part.items()):
+            items.sort()
+            reject_jobs.append(RejectJob("exact_dedup", "exact_duplicate", files[p], tuple(r for r, _ in items), tuple(m for _, m in items),
+                                         "duplicate_of", str(out), fp["exact_dedup"], prepared[p]["task"]))
+        dedup.rejected["exact_duplicate"] = len(dups)
+    dedup.kept = n - int(dropped.sum())
+    rejected_files = {"exact_dedup": [r["file"] for r in engine.map(write_rejected, reject_jobs, "exact dedup")]}
+
+    survivors = keys.filter(pa.array(~dropped))
+    plan = plan_selection(survivors.select(["id", "group", "lang", "task"]), recipe.balance.target_size,
+                          recipe.balance.mix, recipe.balance.temperature, recipe.seed)
+    balance = StageStats("balance", in_=survivors.num_rows, kept=int(plan.selected.sum()),
+                         unselected=int((~plan.selected).sum()))
+    selected = survivors.filter(pa.array(plan.selected))
+
+    per_source = _per_source_global(keys, dropped, survivors, plan.selected, part_source)
+    return {"stages": [dedup, balance], "selected": selected, "files": files, "rejected_files": rejected_files,
+            "shortfall": plan.shortfall, "quotas": plan.quotas, "per_source": per_source}
+
+
+def _per_source_global(keys: pa.Table, dropped: np.ndarray, survivors: pa.Table, selected: np.ndarray, part_source: np.ndarray) -> dict[str, list[StageStats]]:
+    src_all = part_source[keys.column("part").to_numpy()] if keys.num_rows else np.array([], dtype=object)
+    src_surv = part_source[survivors.column("part").to_numpy()] if survivors.num_rows else np.array([], dtype=object)
+    out = {}
+    for name in sorted(set(src_all)):
+        in_all = src_all == name
+        d = StageStats("exact_dedup", in_=int(in_all.sum()), kept=int((in_all & ~dropped).sum()))
+        if int((in_all & dropped).sum()):
+            d.rejected["exact_duplicate"] = int((in_all & dropped).sum())
+        in_surv = src_surv == name
+        b = StageStats("balance", in_=int(in_surv.sum()), kept=int((in_surv & selected).sum()), unselected=int((in_surv & ~selected).sum()))
+        out[name] = [d, b]
+    return out
+
+
+# ---------------------------------------------------------------------------- 5. finalise
+
+
+def collect_rejected(out: Path, prepared: list[dict], global_files: dict[str, list[str]]) -> list[Path]:
+    """Materialise out/rejected/<stage>/<task>.parquet from the task outputs (hard links where possible)."""
+    target_root = out / "rejected"
+    if target_root.exists():
+        shutil.rmtree(target_root)
+    pairs = [(stage, Path(f)) for p in prepared for stage, f in p["rejected_files"].items()]
+    pairs += [(stage, Path(f)) for stage, fs in global_files.items() for f in fs]
+    written = []
+    for stage, src in pairs:
+        dst = target_root / stage / src.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+        written.append(dst)
+    return written
+
+
+def remove_stale_data(out: Path, keep: set[str]) -> None:
+    data = out / "data"
+    if not data.is_dir():
+        return
+    for f in data.rglob("*.parquet"):
+        if f.relative_to(out).as_posix() not in keep:
+            f.unlink()
+    for d in sorted((p for p in data.iterdir() if p.is_dir()), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
+
+
+def assemble_stats(recipe: Recipe, prepared: list[dict], glob: dict[str, Any]) -> dict[str, Any]:
+    names = stage_names(recipe)
+    totals = {name: StageStats(name) for name in names}
+    per_source: dict[str, dict[str, StageStats]] = {}
+    for p in prepared:
+        src = per_source.setdefault(p["source"], {name: StageStats(name) for name in names})
+        for s in p["stats"]:
+            st = StageStats.from_json(s)
+            totals[st.name].merge(st)
+            src[st.name].merge(StageStats.from_json(s))
+    stages = [totals[n] for n in names] + glob["stages"]
+    for i, st in enumerate(stages):
+        if not st.balanced:
+            raise AssertionError(f"stats identity broken at stage {st.name}: {st.to_json()}")
+        if i and stages[i - 1].kept != st.in_:
+            raise AssertionError(f"stage {st.name} received {st.in_} records, {stages[i - 1].name} kept {stages[i - 1].kept}")
+    sources = {}
+    for name in sorted(per_source):
+        extra = glob["per_source"].get(name, [StageStats("exact_dedup"), StageStats("balance")])
+        sources[name] = [s.to_json() for s in [*per_source[name].values(), *extra]]
+    return {"stages": [s.to_json() for s in stages], "sources": sources, "shortfall": glob["shortfall"],
+            "quotas": glob["quotas"]}
+
+
+def print_funnel(console: Console, stats: dict[str, Any]) -> None:
+    table = Table(title="records per stage", title_justify="left")
+    for col in ("stage", "in", "created", "kept", "rejected", "unselected"):
+        table.add_column(col, justify="left" if col in ("stage", "rejected") else "right")
+    for s in stats["stages"]:
+        rejected = ", ".join(f"{r} {n:,}" for r, n in s["rejected"].items()) or "-"
+        table.add_row(s["name"], f"{s['in']:,}", f"{s['created']:,}", f"{s['kept']:,}", rejected, f"{s['unselected']:,}")
+    console.print(table)
+
+
+def data_counts(shard_jobs, selected: pa.Table, prepared: list[dict]) -> Counter:
+    src = np.array([p["source"] for p in prepared] or [""], dtype=object)[selected.column("part").to_numpy()] if selected.num_rows else []
+    counts: Counter = Counter()
+    for g, lang, t, s in zip(selected.column("group").to_pylist(), selected.column("lang").to_pylist(),
+                             selected.column("task").to_pylist(), list(src), strict=True):
+        counts[(g, lang, t, s)] += 1
+    return counts
+
+
+# ---------------------------------------------------------------------------- the build
+
+
+def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult:
+    console = console or Console(stderr=True)
+    started = time.perf_counter()
+    recipe, recipe_path = resolve_recipe(opts)
+    ctx = read_context(recipe, recipe_path, opts)
+    check_sources(recipe, ctx)
+    out = Path(opts.output)
+    prepare_output(out, opts.overwrite)
+    fp = fingerprints(recipe, ctx)
+    log.info("recipe %s (%s), seed %d, languages: %s%s", recipe.name, recipe_path, recipe.seed,
+             "all" if ctx.langs is None else f"{len(ctx.langs)} selected", f", sample {ctx.sample} rows per source" if ctx.sample else "")
+
+    with DaskEngine(opts.workers, opts.scheduler, console) as engine:
+        partitions = plan_partitions(recipe, ctx)
+        jobs = [PrepareJob(recipe, p, ctx, str(out), fp["prepare"], opts.strict) for p in partitions]
+        prepared = engine.map(prepare, jobs, "prepare")
+        glob = global_stages(recipe, prepared, fp, out, engine)
+        selected = glob["selected"]
+        shard_jobs = plan_shards(selected.select(["part", "row", "id", "lang", "nbytes"]), glob["files"], recipe.output, str(out), fp["write"])
+        written = engine.map(write_shard, shard_jobs, "write")
+
+    remove_stale_data(out, {w["path"] for w in written})
+    rejected_paths = collect_rejected(out, prepared, glob["rejected_files"])
+    stats = assemble_stats(recipe, prepared, glob)
+    write_json(out / "stats.json", stats)
+    build_info = {"langs": "all" if ctx.langs is None else sorted(ctx.langs), "sample": ctx.sample,
+                  "stages": stage_names(recipe) + ["exact_dedup", "balance"]}
+    data_files = [out / w["path"] for w in written]
+    manifest = build_manifest(out, recipe_hash=recipe.fingerprint(), recipe_name=recipe.name, seed=recipe.seed, build=build_info,
+                              files=data_files + rejected_paths + [out / "stats.json"])
+    splits: dict[str, list[str]] = {}
+    for job in shard_jobs:
+        if job.split not in splits.setdefault(job.lang, []):
+            splits[job.lang].append(job.split)
+    card = render_card(recipe=recipe, counts=data_counts(shard_jobs, selected, prepared), splits=splits, stats=stats,
+                       manifest=manifest, command=opts.command)
+    with atomic_path(out / "README.md") as tmp:
+        tmp.write_text(card, encoding="utf-8")
+    manifest["files"].append({"path": "README.md", "bytes": (out / "README.md").stat().st_size,
+                              "sha256": hashlib.sha256((out / "README.md").read_bytes()).hexdigest()})
+    manifest["files"].sort(key=lambda e: e["path"])
+    write_json(out / "manifest.json", manifest)
+    prune(out, {"prepare": {fp["prepare"]}, "exact_dedup": {fp["exact_dedup"]}, "write": {fp["write"]}})
+    seconds = time.perf_counter() - started
+    print_funnel(console, stats)
+    total_in = stats["stages"][0]["in"]
+    log.info("wrote %s rows in %d files to %s (%s languages) in %.1f s (%.0f input rows/s)", f"{manifest['rows']:,}", len(written), out,
+             len({lang for _, lang, _, _ in data_counts(shard_jobs, selected, prepared)}), seconds, total_in / max(seconds, 1e-9))
+    return BuildResult(out, stats, manifest, seconds)
+
+
+# ---------------------------------------------------------------------------- command line
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    mix = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        try:
+            mix[name.strip()] = float(value)
+        except ValueError:
+            raise RecipeError(f"--mix: {item!r} is not group=ratio (e.g. zh=0.432,en=0.262,cross_lingual=0.306)") from None
+    return mix
+
+
+def make_parser() -> argparse.ArgumentParser:
+    groups = ", ".join(languages.group_names())
+    p = argparse.ArgumentParser(
+        prog="python -m datakit.build",
+        description="Build a multilingual instruction-tuning corpus (BayLing 2 recipe) as sharded Parquet with a dataset card.",
+    )
+    p.add_argument("--recipe", help=f"recipe YAML (default: pipelines/{DEFAULT_RECIPE}, the full BayLing 2 recipe on Hub sources)")
+    p.add_argument("--data-dir", help="folder that the recipe's relative `path:` entries are resolved against")
+    p.add_argument("--mirror", help="local mirror of Hub datasets: Hub id org/name is read from DIR/org/name")
+    p.add_argument("--langs", default="all", help=f"'all', a comma list of language codes, or named groups: {groups}. The hubs eng_Latn and zho_Hans are always built")
+    p.add_argument("--output", default="out", help="output folder (a Hugging Face dataset repository layout); default: out")
+    p.add_argument("--sample", type=int, metavar="N", help="read only the first N rows of every source (per language for parallel sources): a quick build")
+    p.add_argument("--workers", type=int, metavar="N", help="local Dask worker processes (default: one per CPU core)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="attach to an existing Dask cluster instead of starting a local one")
+    p.add_argument("--seed", type=int, help="override the recipe's seed")
+    p.add_argument("--target-size", type=int, metavar="N", help="override balance.target_size")
+    p.add_argument("--mix", help="override balance.mix, e.g. zh=0.432,en=0.262,cross_lingual=0.306")
+    p.add_argument("--temperature", type=float, help="override balance.temperature")
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable input row instead of rejecting it")
+    p.add_argument("--overwrite", action="store_true", help="start clean: remove a previous build in the output folder")
+    p.add_argument("--rows-per-task", type=int, default=200_000, help=argparse.SUPPRESS)
+    p.add_argument("-v", "--verbose", action="store_true", help="more logging")
+    return p
+
+
+ENGINE_FLAGS = {"--workers", "--scheduler", "-v", "--verbose"}
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as the card shows it: engine-only flags left out, so the card does not depend on them."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in ENGINE_FLAGS:
+            skip = "=" not in arg and name not in ("-v", "--verbose")
+            continue
+        kept.append(arg)
+    return "python -m datakit.build " + " ".join(shlex.quote(a) for a in kept)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = make_parser().parse_args(argv)
+    console = Console(stderr=True)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False, show_time=True, markup=False)])
+    overrides: dict[str, Any] = {}
+    try:
+        if args.seed is not None:
+            overrides["seed"] = args.seed
+        if args.target_size is not None:
+            overrides["balance.target_size"] = args.target_size
+        if args.mix is not None:
+            overrides["balance.mix"] = parse_mix(args.mix)
+        if args.temperature is not None:
+            overrides["balance.temperature"] = args.temperature
+        opts = BuildOptions(recipe=args.recipe, data_dir=args.data_dir, mirror=args.mirror, langs=args.langs, output=args.output,
+                            sample=args.sample, workers=args.workers, scheduler=args.scheduler, strict=args.strict,
+                            overwrite=args.overwrite, rows_per_task=args.rows_per_task, overrides=overrides,
+                            command=command_line(argv))
+        result = run_build(opts, console)
+    except DatakitError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted; run the same command again to resume")
+        return 130
+    print(json.dumps({"output": str(result.out), "rows": result.manifest["rows"], "seconds": round(result.seconds, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Construction: raw rows -> instruction records.
+
+One builder per kind of example: general instructions pass through as they are; parallel text
+becomes translation instructions in both directions around each pivot; parallel QA becomes
+same-language and cross-lingual QA. Every choice a builder makes (instruction language, template)
+comes from a generator seeded by the recipe seed and the row's stable key, never from the worker.
+"""
+
+from __future__ import annotations
+
+from datakit.construct.builders import Built, Rejected, build
+
+__all__ = ["Built", "Rejected", "build"]

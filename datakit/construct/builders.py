@@ -1,0 +1,115 @@
+"""The builders: one function per example type, each returning the records a raw row makes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from datakit.construct import templates as T
+from datakit.languages import HUBS, display_name
+from datakit.recipe import Recipe, Source
+from datakit.records import Record, new_record, seeded_rng
+from datakit.sources.base import Instruction, Parallel, QAItem, RawRow
+
+
+@dataclass
+class Rejected:
+    """A candidate record that construction could not complete, with the reason."""
+
+    record: Record
+    reason: str
+
+
+Built = Record | Rejected
+
+
+def _record(source: Source, row: RawRow, **fields) -> Record:
+    meta = {**row.loc, **fields.pop("meta", {})}
+    return new_record(source=source.name, license=source.license, meta=meta, **fields)
+
+
+def _turns(user: str, assistant: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+
+
+def general(ex: Instruction, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
+    return [_record(source, row, messages=conv, lang=ex.lang, task="general",
+                    meta={"conversation": i} if len(ex.conversations) > 1 else {})
+            for i, conv in enumerate(ex.conversations)]
+
+
+def translation_pairs(ex: Parallel, pivots: list[str], directions: list[str]) -> list[tuple[str, str]]:
+    """(source, target) languages around the pivots: X->pivot and pivot->X, or the pivot pair itself."""
+    pairs = []
+    if ex.focus in HUBS:
+        others = [p for p in pivots if p != ex.focus and p in ex.texts]
+        for other in others:
+            if "to_pivot" in directions:
+                pairs.append((ex.focus, other))
+            if "from_pivot" in directions:
+                pairs.append((other, ex.focus))
+        return pairs
+    for pivot in pivots:
+        if pivot in ex.texts:
+            if "to_pivot" in directions:
+                pairs.append((ex.focus, pivot))
+            if "from_pivot" in directions:
+                pairs.append((pivot, ex.focus))
+    return pairs
+
+
+def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
+    cfg = recipe.construction.translation
+    pairs = translation_pairs(ex, recipe.pivots, cfg.directions)
+    if not pairs:
+        stub = _record(source, row, messages=[], lang=ex.focus, task="translation", meta={"text": ex.texts.get(ex.focus, "")[:1024]})
+        return [Rejected(stub, "no_pivot_text")]
+    out: list[Built] = []
+    for src, tgt in pairs:
+        rng = seeded_rng(recipe.seed, source.name, row.loc, src, tgt)
+        inst_lang = cfg.instruction_langs[rng.randrange(len(cfg.instruction_langs))]
+        template = T.choose(T.TRANSLATION, inst_lang, ex.unit, rng)
+        user = template.render(src=display_name(src, inst_lang), tgt=display_name(tgt, inst_lang), text=ex.texts[src])
+        lang = tgt if ex.focus in HUBS else ex.focus
+        record = _record(source, row, messages=_turns(user, ex.texts[tgt]), lang=lang, task="translation",
+                         src_lang=src, tgt_lang=tgt,
+                         meta={"template": template.id, "instruction_lang": inst_lang, "unit": ex.unit})
+        # Duplicates are the same pair of texts, whatever template framed them.
+        record["_dedup_parts"] = [ex.texts[src], ex.texts[tgt]]
+        out.append(record)
+    return out
+
+
+def qa(ex: QAItem, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
+    cfg = recipe.construction.qa
+    x = ex.focus
+    out: list[Built] = []
+    if cfg.same_language:
+        user = f"{ex.context[x]}\n\n{ex.question[x]}" if ex.kind == "extractive" else ex.question[x]
+        out.append(_record(source, row, messages=_turns(user, ex.answer[x]), lang=x, task="cross_lingual_qa",
+                           meta={"variant": "same_language", "kind": ex.kind}))
+    if cfg.cross_lingual:
+        for pivot in recipe.pivots:
+            if pivot == x or pivot not in ex.answer:
+                continue
+            rng = seeded_rng(recipe.seed, source.name, row.loc, x, pivot)
+            if ex.kind == "extractive":
+                template = T.choose(T.QA_EXTRACTIVE, pivot, "any", rng)
+                user = template.render(src=display_name(x, pivot), tgt=display_name(pivot, pivot),
+                                       context=ex.context[x], question=ex.question[pivot])
+                answer = ex.answer[pivot]
+            else:
+                template = T.choose(T.QA_MATH, pivot, "any", rng)
+                user = template.render(src=display_name(x, pivot), tgt=display_name(pivot, pivot), question=ex.question[x])
+                answer = T.MATH_ANSWER[pivot].format(answer=ex.answer[x])
+            out.append(_record(source, row, messages=_turns(user, answer), lang=x, task="cross_lingual_qa",
+                               src_lang=x, tgt_lang=pivot,
+                               meta={"variant": "cross_lingual", "kind": ex.kind, "template": template.id, "instruction_lang": pivot}))
+    return out
+
+
+BUILDERS = {Instruction: general, Parallel: translation, QAItem: qa}
+
+
+def build(row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
+    """The records (and rejected candidates) one raw row makes."""
+    return BUILDERS[type(row.example)](row.example, row, source, recipe)

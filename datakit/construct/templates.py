@@ -1,0 +1,80 @@
+"""Instruction templates for translation, written by us in English and Chinese.
+
+Varied in wording and layout (instruction first or last, labelled fields, a terse pair, a polite
+request), because a model tuned on one phrasing learns the phrasing. Languages are named by
+their CLDR names in the template's own language (`datakit.languages.display_name`). Sentence
+templates say "sentence"; document templates ask to keep the paragraphs; `any` fits both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Template:
+    id: str
+    lang: str
+    unit: Literal["sentence", "document", "any"]
+    text: str
+
+    def render(self, **fields: str) -> str:
+        return self.text.format(**fields)
+
+
+_EN = "eng_Latn"
+_ZH = "zho_Hans"
+
+TRANSLATION = [
+    Template("en-s01", _EN, "sentence", "Translate the following {src} sentence into {tgt}.\n\n{text}"),
+    Template("en-a02", _EN, "any", "Translate from {src} to {tgt}:\n{text}"),
+    Template("en-a03", _EN, "any", "{text}\n\nTranslate the text above into {tgt}."),
+    Template("en-s04", _EN, "sentence", "What is the {tgt} translation of this {src} sentence?\n\n{text}"),
+    Template("en-a05", _EN, "any", "Please provide a {tgt} translation of the following {src} text.\n\n{text}"),
+    Template("en-s06", _EN, "sentence", "{src}: {text}\n{tgt}:"),
+    Template("en-a07", _EN, "any", "I need this in {tgt}. Could you translate it for me?\n\n{text}"),
+    Template("en-a08", _EN, "any", "Render the following {src} text in {tgt}, keeping its meaning and tone.\n\n{text}"),
+    Template("en-a09", _EN, "any", "Source language: {src}\nTarget language: {tgt}\nText:\n{text}\n\nTranslate the text."),
+    Template("en-s10", _EN, "sentence", "How would you say this in {tgt}?\n{text}"),
+    Template("en-d11", _EN, "document", "Translate the following {src} passage into {tgt}, keeping its paragraphs.\n\n{text}"),
+    Template("en-d12", _EN, "document", "Here is a document in {src}:\n\n{text}\n\nTranslate the whole document into {tgt}."),
+    Template("zh-s01", _ZH, "sentence", "将下面的{src}句子翻译成{tgt}。\n\n{text}"),
+    Template("zh-a02", _ZH, "any", "请把以下{src}文本翻译为{tgt}：\n{text}"),
+    Template("zh-a03", _ZH, "any", "{text}\n\n把上面这段话翻译成{tgt}。"),
+    Template("zh-s04", _ZH, "sentence", "这句{src}用{tgt}怎么说？\n\n{text}"),
+    Template("zh-a05", _ZH, "any", "请提供下文的{tgt}译文：\n\n{text}"),
+    Template("zh-s06", _ZH, "sentence", "{src}：{text}\n{tgt}："),
+    Template("zh-a07", _ZH, "any", "帮我把这段{src}翻译成{tgt}，谢谢。\n\n{text}"),
+    Template("zh-a08", _ZH, "any", "将以下{src}内容译为{tgt}，保持原意和语气。\n\n{text}"),
+    Template("zh-a09", _ZH, "any", "源语言：{src}\n目标语言：{tgt}\n原文：\n{text}\n\n请翻译上述原文。"),
+    Template("zh-s10", _ZH, "sentence", "翻译成{tgt}：{text}"),
+    Template("zh-d11", _ZH, "document", "请将下面这篇{src}文章翻译成{tgt}，保留段落结构。\n\n{text}"),
+    Template("zh-d12", _ZH, "document", "以下是一份{src}文件：\n\n{text}\n\n请将全文翻译成{tgt}。"),
+]
+
+# Cross-lingual QA: the passage (or problem) in one language, the question and answer in another.
+QA_EXTRACTIVE = [
+    Template("en-q01", _EN, "any", "Read the {src} passage below and answer the question in {tgt}.\n\nPassage:\n{context}\n\nQuestion: {question}"),
+    Template("en-q02", _EN, "any", "{context}\n\nBased on the text above, answer in {tgt}: {question}"),
+    Template("en-q03", _EN, "any", "Question: {question}\nAnswer it in {tgt} with a short phrase taken from this {src} text:\n{context}"),
+    Template("zh-q01", _ZH, "any", "阅读下面的{src}短文，并用{tgt}回答问题。\n\n短文：\n{context}\n\n问题：{question}"),
+    Template("zh-q02", _ZH, "any", "{context}\n\n根据上文，用{tgt}回答：{question}"),
+    Template("zh-q03", _ZH, "any", "问题：{question}\n请根据这段{src}文字，用{tgt}简短作答：\n{context}"),
+]
+
+QA_MATH = [
+    Template("en-m01", _EN, "any", "Solve this math problem written in {src}. Give the final answer in {tgt}.\n\n{question}"),
+    Template("en-m02", _EN, "any", "{question}\n\nWork out the answer and reply in {tgt}."),
+    Template("zh-m01", _ZH, "any", "解答下面这道用{src}写的数学题，并用{tgt}给出最终答案。\n\n{question}"),
+    Template("zh-m02", _ZH, "any", "{question}\n\n请算出答案，用{tgt}回答。"),
+]
+
+# The answer sentence around a number, in the language the instruction asked for.
+MATH_ANSWER = {_EN: "The answer is {answer}.", _ZH: "答案是 {answer}。"}
+
+
+def choose(templates: list[Template], lang: str, unit: str, rng) -> Template:
+    """A template in `lang` that fits the unit, picked by the row's own seeded generator."""
+    fitting = [t for t in templates if t.lang == lang and t.unit in (unit, "any")]
+    return fitting[rng.randrange(len(fitting))]

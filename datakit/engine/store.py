@@ -1,0 +1,91 @@
+"""Task outputs that are atomic, marked complete, and addressed by what produced them.
+
+Every task writes into `<out>/.datakit/<stage>/<fingerprint>/`, where the fingerprint hashes the
+settings and inputs the stage depends on. A file is written under a temporary name and renamed
+into place; the task's completion marker (`<task>.done.json`, holding its result) is written
+last. A re-run skips tasks whose marker exists; a changed setting changes the fingerprint, so
+outputs of different settings are never mixed, and stages before the change are reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from datakit.errors import OutputError
+
+WORK_DIR = ".datakit"
+
+
+def explain_os_error(e: OSError, path: Path) -> OutputError:
+    if e.errno == errno.ENOSPC:
+        return OutputError(f"no space left on the device while writing {path}; free some space and run the same command again to resume")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"cannot write {path}: permission denied (is the output folder writable?)")
+    return OutputError(f"cannot write {path}: {e.strerror or e}")
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """A temporary path beside `final`, renamed onto it when the block succeeds, removed if it fails."""
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, final)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise explain_os_error(e, final) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, value: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(value, ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+class StageDir:
+    """One stage's outputs for one fingerprint."""
+
+    def __init__(self, out: Path, stage: str, fingerprint: str):
+        self.root = out / WORK_DIR / stage / fingerprint[:16]
+        self.stage = stage
+
+    def file(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    def marker(self, task: str) -> Path:
+        return self.root / "_done" / f"{task}.done.json"
+
+    def result(self, task: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.marker(task).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def complete(self, task: str, result: dict[str, Any]) -> dict[str, Any]:
+        write_json(self.marker(task), result)
+        return result
+
+
+def prune(out: Path, keep: dict[str, set[str]]) -> None:
+    """Remove work folders of fingerprints no longer in use (stage -> fingerprints to keep)."""
+    base = out / WORK_DIR
+    if not base.is_dir():
+        return
+    for stage_dir in base.iterdir():
+        if not stage_dir.is_dir():
+            continue
+        wanted = {fp[:16] for fp in keep.get(stage_dir.name, set())}
+        for fp_dir in stage_dir.iterdir():
+            if fp_dir.name not in wanted:
+                shutil.rmtree(fp_dir, ignore_errors=True)

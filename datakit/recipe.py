@@ -1,0 +1,263 @@
+"""The recipe: what to build, as a validated YAML document.
+
+A recipe names the sources (local paths or Hub ids and the adapter that reads them), the
+languages and pivots, the construction, filter, dedup and balance settings, and the output
+layout. Unknown keys, wrong types and missing files are errors that name the key or the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from datakit import languages
+from datakit.errors import RecipeError, UnknownLanguageError
+from datakit.records import canonical_json
+
+Format = Literal["alpaca", "messages", "seed_tasks", "bitext", "udhr_xml", "tsv_qa", "squad"]
+Terms = Literal["open", "share-alike", "non-commercial", "research-only", "unknown"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _lang_code(value: str) -> str:
+    try:
+        return languages.code(value)
+    except UnknownLanguageError as e:
+        raise ValueError(str(e)) from None
+
+
+LangCode = Annotated[str, Field(min_length=2)]
+
+
+class Source(Strict):
+    """One input: where it is, which adapter reads it, and under what licence."""
+
+    name: str = Field(min_length=1)
+    format: Format
+    path: str | None = None
+    hub: str | None = None
+    config: str | None = None
+    configs: list[str] | None = None
+    split: str = "train"
+    data_files: str | list[str] | None = None
+    revision: str | None = None
+    lang: LangCode | None = None
+    files: str | None = None
+    columns: dict[str, str] | list[str] | None = None
+    header: bool | None = None
+    min_stage: int | None = None
+    unit: Literal["sentence", "document"] = "sentence"
+    license: str = Field(min_length=1)
+    terms: Terms = "unknown"
+    url: str | None = None
+
+    @field_validator("lang")
+    @classmethod
+    def _norm_lang(cls, v: str | None) -> str | None:
+        return None if v is None else _lang_code(v)
+
+    @field_validator("files")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                pattern = re.compile(v)
+            except re.error as e:
+                raise ValueError(f"not a regular expression: {e}") from None
+            del pattern
+        return v
+
+    @field_validator("hub")
+    @classmethod
+    def _hub_id(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", v):
+            raise ValueError(f"{v!r} is not a Hub dataset id of the form org/name")
+        return v
+
+    @model_validator(mode="after")
+    def _where(self) -> Source:
+        if (self.path is None) == (self.hub is None):
+            raise ValueError("give exactly one of `path` (local file or folder) and `hub` (Hub dataset id)")
+        if self.config and self.configs:
+            raise ValueError("give `config` or `configs`, not both")
+        needs_lang = {"alpaca", "messages", "seed_tasks"}
+        if self.format in needs_lang and self.lang is None:
+            raise ValueError(f"format {self.format!r} needs `lang`, the language of its conversations")
+        per_language = self.format in {"tsv_qa", "squad", "udhr_xml"} or (self.format == "bitext" and self.files is not None)
+        if self.path is not None and self.format in {"tsv_qa", "squad"} and self.files is None:
+            raise ValueError(f"format {self.format!r} reads one file per language: give `files`, a pattern with (?P<lang>...)")
+        if per_language and self.files is not None and "(?P<lang>" not in self.files:
+            raise ValueError("`files` needs a named group (?P<lang>...) that captures each file's language code")
+        return self
+
+
+class Translation(Strict):
+    """Translation instructions from parallel text: a star graph around the pivots."""
+
+    directions: list[Literal["to_pivot", "from_pivot"]] = ["to_pivot", "from_pivot"]
+    instruction_langs: list[LangCode] = ["eng_Latn", "zho_Hans"]
+
+    @field_validator("instruction_langs")
+    @classmethod
+    def _norm(cls, v: list[str]) -> list[str]:
+        return [_lang_code(x) for x in v]
+
+
+class QA(Strict):
+    """Question answering from parallel QA sets: same-language and cross-lingual variants."""
+
+    same_language: bool = True
+    cross_lingual: bool = True
+
+
+class Construct(Strict):
+    translation: Translation = Translation()
+    qa: QA = QA()
+
+
+class Normalise(Strict):
+    form: Literal["NFC", "NFKC", "none"] = "NFC"
+
+
+class Length(Strict):
+    min_chars: int = Field(1, ge=1)
+    max_chars: int = Field(20000, ge=1)
+    max_turns: int = Field(64, ge=2)
+
+
+class Filters(Strict):
+    normalise: Normalise = Normalise()
+    length: Length = Length()
+
+
+class Dedup(Strict):
+    exact: bool = True
+
+
+class Balance(Strict):
+    target_size: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    mix: dict[Literal["zh", "en", "cross_lingual"], float] = {"zh": 0.432, "en": 0.262, "cross_lingual": 0.306}
+
+    @field_validator("mix")
+    @classmethod
+    def _sums_to_one(cls, v: dict[str, float]) -> dict[str, float]:
+        if any(x < 0 for x in v.values()):
+            raise ValueError("mix ratios cannot be negative")
+        if abs(sum(v.values()) - 1.0) > 1e-6:
+            raise ValueError(f"mix ratios must sum to 1, they sum to {sum(v.values()):.4f}")
+        return v
+
+
+class Output(Strict):
+    shard_max_rows: int = Field(100_000, ge=1)
+    shard_max_bytes: int = Field(256 * 2**20, ge=1024)
+    row_group_rows: int = Field(2_000, ge=1)
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+
+
+class Recipe(Strict):
+    name: str
+    description: str = ""
+    seed: int = 0
+    pivots: list[LangCode] = ["eng_Latn", "zho_Hans"]
+    data_dir: str | None = None
+    sources: list[Source] = Field(min_length=1)
+    construction: Construct = Field(Construct(), alias="construct")
+    filters: Filters = Filters()
+    dedup: Dedup = Dedup()
+    balance: Balance = Balance()
+    output: Output = Output()
+
+    @field_validator("pivots")
+    @classmethod
+    def _pivots(cls, v: list[str]) -> list[str]:
+        codes = [_lang_code(x) for x in v]
+        if not codes or any(c not in languages.HUBS for c in codes):
+            raise ValueError(f"pivots must be among the hubs {list(languages.HUBS)}")
+        return codes
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, v: list[Source]) -> list[Source]:
+        seen = set()
+        for s in v:
+            if s.name in seen:
+                raise ValueError(f"two sources are named {s.name!r}; names must be unique")
+            seen.add(s.name)
+        return v
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(canonical_json(self.model_dump(mode="json", by_alias=True)).encode()).hexdigest()
+
+
+def _loc(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
+    """`sources.3.format` -> `sources[3] (mgsm).format`: name the key the way the user wrote it."""
+    parts: list[str] = []
+    node: Any = data
+    for item in loc:
+        if isinstance(item, int):
+            label = f"[{item}]"
+            if isinstance(node, list) and item < len(node) and isinstance(node[item], dict) and "name" in node[item]:
+                label += f" ({node[item]['name']})"
+            parts.append(label)
+        else:
+            parts.append(("." if parts else "") + str(item))
+        node = node[item] if isinstance(node, (list, dict)) and _has(node, item) else None
+    return "".join(parts) or "(top level)"
+
+
+def _has(node: Any, item: Any) -> bool:
+    return (isinstance(node, list) and isinstance(item, int) and item < len(node)) or (isinstance(node, dict) and item in node)
+
+
+def parse_recipe(data: Any, origin: str) -> Recipe:
+    if not isinstance(data, dict):
+        raise RecipeError(f"{origin}: a recipe is a YAML mapping, found {type(data).__name__}")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            elif err["type"] == "missing":
+                msg = "required key is missing"
+            lines.append(f"  {_loc(err['loc'], data)}: {msg}")
+        raise RecipeError(f"{origin}: invalid recipe\n" + "\n".join(lines)) from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        raise RecipeError(f"{path}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+    except UnicodeDecodeError as e:
+        raise RecipeError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    return parse_recipe(data, str(path))
+
+
+def with_overrides(recipe: Recipe, **changes: Any) -> Recipe:
+    """A copy of the recipe with top-level or dotted keys replaced, validated again."""
+    data = recipe.model_dump(mode="json", by_alias=True)
+    for dotted, value in changes.items():
+        node = data
+        *head, last = dotted.split(".")
+        for key in head:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return parse_recipe(data, "recipe (with command-line overrides)")

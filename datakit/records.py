@@ -1,0 +1,99 @@
+"""Records as stages see them, and the few facts every stage derives the same way.
+
+A record travels through the stages as a plain dict with the contract's fields (`scores` and
+`meta` still dicts); it becomes a Parquet row only when written (`to_row`). The id, the group and
+every seeded choice are computed here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from typing import Any
+
+from datakit.languages import HUBS
+
+Record = dict[str, Any]
+META_RAW_LIMIT = 1024
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def record_id(record: Record) -> str:
+    """Hash of the record's content: same messages, languages and task -> same id, anywhere."""
+    content = [
+        [[m["role"], m["content"]] for m in record["messages"]],
+        record.get("src_lang"),
+        record.get("tgt_lang"),
+        record.get("task"),
+    ]
+    return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()[:32]
+
+
+def group_of(task: str | None, lang: str | None) -> str:
+    """zh / en: general records in a hub language; cross_lingual: everything else."""
+    if task == "general" and lang in HUBS:
+        return "zh" if lang == "zho_Hans" else "en"
+    return "cross_lingual"
+
+
+def new_record(
+    *,
+    messages: list[dict[str, str]],
+    lang: str,
+    task: str,
+    source: str,
+    license: str,
+    src_lang: str | None = None,
+    tgt_lang: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Record:
+    return {
+        "id": None,
+        "messages": messages,
+        "lang": lang,
+        "src_lang": src_lang,
+        "tgt_lang": tgt_lang,
+        "task": task,
+        "group": group_of(task, lang),
+        "source": source,
+        "license": license,
+        "scores": {},
+        "meta": dict(meta or {}),
+    }
+
+
+def unparsed_record(*, source: str, license: str, lang: str | None, loc: dict[str, Any], raw: str) -> Record:
+    """The record that stands for an input row that could not be read: empty messages, raw text in meta."""
+    meta = {**loc, "raw": raw[:META_RAW_LIMIT]}
+    rec = new_record(messages=[], lang=lang, task=None, source=source, license=license, meta=meta)
+    rec["group"] = None
+    rec["id"] = hashlib.sha256(canonical_json(["unparsed", source, loc]).encode("utf-8")).hexdigest()[:32]
+    return rec
+
+
+def to_row(record: Record) -> Record:
+    """The record as a Parquet row: `scores` and `meta` as JSON strings, the id filled in."""
+    row = dict(record)
+    if row.get("id") is None:
+        row["id"] = record_id(record)
+    row["scores"] = canonical_json(record.get("scores") or {})
+    row["meta"] = canonical_json(record.get("meta") or {})
+    return row
+
+
+def stable_int(*parts: Any) -> int:
+    """A 64-bit integer from the parts, the same on every machine and Python process."""
+    digest = hashlib.blake2b(canonical_json(parts).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def seeded_rng(seed: int, *key: Any) -> random.Random:
+    """A generator for one raw input's choices: seeded by the recipe seed and the input's stable key.
+
+    Never by worker, partition, time or PID, so the choice does not depend on how the build ran.
+    """
+    return random.Random(stable_int(seed, *key))

@@ -1,0 +1,60 @@
+"""Which writing system a text is in (ISO 15924), from the Unicode Script property.
+
+A language tag often leaves the script out (`mey`, `shi`), and CLDR's likely script is not always
+the one a corpus uses (NTREX writes Hassaniya and Tachelhit in Arabic script, CLDR guesses Latin
+and Tifinagh). Counting letters per script settles it from the text itself.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import regex
+
+# Unicode script names (as the `regex` module knows them) -> ISO 15924 codes.
+_SCRIPTS = {
+    "Latin": "Latn", "Cyrillic": "Cyrl", "Arabic": "Arab", "Hebrew": "Hebr", "Greek": "Grek",
+    "Armenian": "Armn", "Georgian": "Geor", "Devanagari": "Deva", "Bengali": "Beng",
+    "Gurmukhi": "Guru", "Gujarati": "Gujr", "Oriya": "Orya", "Tamil": "Taml", "Telugu": "Telu",
+    "Kannada": "Knda", "Malayalam": "Mlym", "Sinhala": "Sinh", "Thai": "Thai", "Lao": "Laoo",
+    "Tibetan": "Tibt", "Myanmar": "Mymr", "Khmer": "Khmr", "Ethiopic": "Ethi", "Hangul": "Hang",
+    "Hiragana": "Hira", "Katakana": "Kana", "Han": "Hani", "Thaana": "Thaa", "Tifinagh": "Tfng",
+    "Syriac": "Syrc", "Cherokee": "Cher", "Canadian_Aboriginal": "Cans", "Mongolian": "Mong",
+    "Nko": "Nkoo", "Vai": "Vaii", "Ol_Chiki": "Olck", "Coptic": "Copt", "Javanese": "Java",
+    "Balinese": "Bali", "Sundanese": "Sund", "Buginese": "Bugi", "Tai_Le": "Tale",
+    "New_Tai_Lue": "Talu", "Tai_Tham": "Lana", "Tai_Viet": "Tavt", "Bopomofo": "Bopo",
+    "Yi": "Yiii", "Adlam": "Adlm", "Bamum": "Bamu", "Osage": "Osge", "Samaritan": "Samr",
+    "Meetei_Mayek": "Mtei", "Lepcha": "Lepc", "Limbu": "Limb", "Chakma": "Cakm",
+}
+_PATTERN = regex.compile("|".join(f"(?P<{iso}>\\p{{Script={name}}}+)" for name, iso in _SCRIPTS.items()))
+
+
+def script_counts(text: str) -> collections.Counter[str]:
+    """Letters per ISO 15924 script (Common and Inherited characters are not counted)."""
+    counts: collections.Counter[str] = collections.Counter()
+    for m in _PATTERN.finditer(text):
+        counts[m.lastgroup] += m.end() - m.start()
+    # Japanese mixes Han with kana; Korean may mix Han with Hangul.
+    if counts["Hira"] or counts["Kana"]:
+        counts["Jpan"] = counts.pop("Hira", 0) + counts.pop("Kana", 0) + counts.pop("Hani", 0)
+    return counts
+
+
+def dominant_script(text: str) -> str | None:
+    """The script most letters of `text` are in, or None when it has no letters."""
+    counts = script_counts(text)
+    if not counts:
+        return None
+    return max(sorted(counts), key=lambda s: counts[s])
+
+
+def scripts_agree(declared: str, detected: str | None) -> bool:
+    """Whether a declared script (from a language code) fits a detected one.
+
+    Han text cannot be told Simplified from Traditional by script alone, and Japanese and Korean
+    codes name composite scripts.
+    """
+    if detected is None or declared == detected:
+        return True
+    composite = {"Hans": {"Hani"}, "Hant": {"Hani"}, "Jpan": {"Jpan", "Hani"}, "Kore": {"Hang", "Hani"}, "Hang": {"Hani"}}
+    return detected in composite.get(declared, set())

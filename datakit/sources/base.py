@@ -1,0 +1,107 @@
+"""What a source hands to construction: raw rows, or errors that stand for rows.
+
+An adapter splits its source into `Partition`s (the unit of work a task reads) and turns each
+input row into a `RawRow` carrying one of the examples below, or into a `RawError` that names the
+file, line and reason. A `RawError` becomes a rejected record of the `read` stage; it never stops
+the build (unless the build is `--strict`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from datakit.recipe import Source
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A slice of one source that one task reads: a file, a language's file, a line range, a Hub shard."""
+
+    source: str
+    key: str
+    params: dict[str, Any] = field(default_factory=dict)
+    langs: tuple[str, ...] = ()
+
+    @property
+    def task_name(self) -> str:
+        safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in f"{self.source}--{self.key}")
+        return safe[:180]
+
+
+@dataclass
+class Instruction:
+    """General instructions in one language: usually one conversation, several for seed tasks."""
+
+    lang: str
+    conversations: list[list[dict[str, str]]]
+
+
+@dataclass
+class Parallel:
+    """One aligned unit (sentence or document) of parallel text.
+
+    `focus` is the language this row serves: the non-hub language X, or for the hub pair itself
+    one of the hubs. `texts` holds the focus text and every pivot text available for the same unit;
+    `variants` holds extra references (regional variants, second translations) per language.
+    """
+
+    focus: str
+    texts: dict[str, str]
+    unit: Literal["sentence", "document"] = "sentence"
+    variants: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class QAItem:
+    """One question aligned across languages: extractive (XQuAD) or math with a number (MGSM)."""
+
+    focus: str
+    kind: Literal["extractive", "math"]
+    question: dict[str, str]
+    answer: dict[str, str]
+    context: dict[str, str] = field(default_factory=dict)
+
+
+Example = Instruction | Parallel | QAItem
+
+
+@dataclass
+class RawRow:
+    loc: dict[str, Any]
+    example: Example
+
+
+@dataclass
+class RawError:
+    loc: dict[str, Any]
+    reason: str
+    raw: str
+    lang: str | None = None
+    detail: str = ""
+
+
+Item = RawRow | RawError
+
+
+@dataclass(frozen=True)
+class ReadContext:
+    """What an adapter needs besides its source: where local data is, limits, the language selection."""
+
+    data_dir: Path | None
+    mirror: Path | None
+    sample: int | None
+    langs: frozenset[str] | None
+    pivots: tuple[str, ...]
+    rows_per_task: int = 200_000
+
+    def selected(self, code: str) -> bool:
+        return self.langs is None or code in self.langs
+
+
+class Adapter(Protocol):
+    def partitions(self, source: Source, ctx: ReadContext) -> list[Partition]: ...
+
+    def read(self, source: Source, partition: Partition, ctx: ReadContext) -> Iterator[Item]: ...

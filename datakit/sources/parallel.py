@@ -1,0 +1,303 @@
+"""Parallel text: line-aligned files (NTREX), `translation` rows (OPUS on the Hub), UDHR XML.
+
+Every parallel source is read as a star around the pivots: one partition per non-pivot language X
+(its rows carry X's text and every pivot's text for the same unit), plus one partition for the
+pivot pair itself. Regional variants and second references ride along as extra references of
+their language, never as languages of their own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datakit import languages
+from datakit.errors import SourceError, UnknownLanguageError
+from datakit.recipe import Source
+from datakit.scripts import dominant_script, scripts_agree
+from datakit.sources import files, rows
+from datakit.sources.base import Item, Parallel, Partition, RawError, RawRow, ReadContext
+from datakit.sources.instructions import RowAdapter
+
+SCRIPT_SAMPLE_LINES = 50
+
+
+def file_language(tag: str, path: Path) -> languages.Lang:
+    """A file's language from its tag; when the tag has no script, the text's own script decides.
+
+    CLDR guesses Latin for Hassaniya and Tifinagh for Tachelhit; NTREX writes both in Arabic script.
+    """
+    lang = languages.normalize(tag)
+    explicit_script = any(len(p) == 4 and p.isalpha() for p in tag.replace("_", "-").split("-")[1:])
+    if explicit_script or lang.region:
+        return lang
+    sample = " ".join(item.text for item in itertools.islice(files.iter_lines(path), SCRIPT_SAMPLE_LINES) if isinstance(item, files.Line))
+    detected = dominant_script(sample)
+    if detected and not scripts_agree(lang.script, detected) and len(detected) == 4 and detected not in ("Hani", "Jpan"):
+        return languages.Lang(f"{lang.iso}_{detected}", lang.region)
+    return lang
+
+
+@dataclass
+class _LangFiles:
+    primary: Path
+    variants: dict[str, Path]
+
+
+def _plan_line_files(source: Source, ctx: ReadContext) -> dict[str, _LangFiles]:
+    """Group a folder of one-language-per-file texts by language; pick each language's primary file."""
+    root = rows.local_root(source, ctx)
+    by_code: dict[str, list[tuple[Path, languages.Lang, bool]]] = {}
+    for path, match in rows.matching_files(source, root):
+        assert match is not None
+        tag = match.group("lang")
+        try:
+            lang = file_language(tag, path)
+        except UnknownLanguageError as e:
+            raise SourceError(f"source {source.name!r}: {rows.relative(path, ctx)}: {e}") from None
+        secondary = bool(match.groupdict().get("ref"))
+        by_code.setdefault(lang.code, []).append((path, lang, secondary))
+    planned = {}
+    for code, entries in sorted(by_code.items()):
+        # The primary reference: the file with no region and no second-reference mark; when every
+        # file has one, the first by name. The rest are extra references.
+        entries.sort(key=lambda e: (e[2], e[1].region is not None, e[0].name))
+        primary = entries[0][0]
+        variants = {}
+        for path, lang, secondary in entries[1:]:
+            label = lang.region or rows.relative(path, ctx)
+            if secondary:
+                label = f"ref:{path.name}"
+            variants[label] = path
+        planned[code] = _LangFiles(primary, variants)
+    return planned
+
+
+def star_partitions(source: Source, ctx: ReadContext, codes: list[str], params_for) -> list[Partition]:
+    """One partition per selected non-pivot language, plus the pivot pair when both pivots are there."""
+    pivots = [p for p in ctx.pivots if p in codes]
+    if not pivots:
+        raise SourceError(f"source {source.name!r}: none of the pivot languages {list(ctx.pivots)} is in it; found {sorted(codes)[:12]}")
+    parts = [Partition(source.name, code, params_for(code), (code,)) for code in codes if code not in ctx.pivots and ctx.selected(code)]
+    if len(pivots) == 2:
+        parts.append(Partition(source.name, "+".join(pivots), params_for(pivots[1]), tuple(pivots)))
+    return parts
+
+
+class Bitext(RowAdapter):
+    """Line-aligned parallel text: a folder of one-language files (`files` names the language), or
+    rows with a `translation` column mapping language codes to text (OPUS on the Hub)."""
+
+    defaults = {"translation": "translation"}
+
+    def partitions(self, source: Source, ctx: ReadContext) -> list[Partition]:
+        if source.hub is not None or source.files is None:
+            return rows.partitions(source, ctx) if source.hub is None else self._hub_parts(source, ctx)
+        planned = _plan_line_files(source, ctx)
+        pivot_files = {p: planned[p].primary for p in ctx.pivots if p in planned}
+
+        def params(code: str) -> dict[str, Any]:
+            texts = {c: str(planned[c].primary) for c in {code, *pivot_files}}
+            variants = {c: {k: str(v) for k, v in planned[c].variants.items()} for c in texts if planned[c].variants}
+            return {"texts": texts, "variants": variants}
+
+        parts = star_partitions(source, ctx, list(planned), params)
+        return self._split(parts, ctx)
+
+    def _hub_parts(self, source: Source, ctx: ReadContext) -> list[Partition]:
+        return rows.partitions(source, ctx)
+
+    @staticmethod
+    def _split(parts: list[Partition], ctx: ReadContext) -> list[Partition]:
+        """Cut each language's files into line ranges of rows_per_task (or the first N for --sample)."""
+        out = []
+        for part in parts:
+            focus = part.langs[-1]
+            n = files.count_lines(Path(part.params["texts"][focus]))
+            if ctx.sample is not None:
+                n = min(n, ctx.sample)
+            for start in range(0, max(n, 1), ctx.rows_per_task):
+                count = min(ctx.rows_per_task, n - start)
+                key = part.key if start == 0 and count == n else f"{part.key}:{start + 1}"
+                out.append(Partition(part.source, key, {**part.params, "start": start, "count": count}, part.langs))
+        return out
+
+    def read(self, source: Source, partition: Partition, ctx: ReadContext) -> Iterator[Item]:
+        if "texts" not in partition.params:
+            yield from super().read(source, partition, ctx)
+            return
+        yield from _read_aligned(source, partition, ctx, unit=source.unit)
+
+    def example(self, row: dict, cols: dict[str, str], source: Source) -> Parallel:
+        from datakit.sources.instructions import FieldError
+
+        pair = row.get(cols["translation"])
+        if not isinstance(pair, dict) or len(pair) < 2:
+            raise FieldError("missing_field" if pair is None else "wrong_type", f"field {cols['translation']!r} must map language codes to texts")
+        texts = {}
+        for tag, text in pair.items():
+            try:
+                code = languages.code(tag)
+            except UnknownLanguageError as e:
+                raise FieldError("unknown_language", str(e)) from None
+            if not isinstance(text, str):
+                raise FieldError("wrong_type", f"text for {tag!r} is not a string")
+            texts[code] = text
+        non_pivot = [c for c in texts if c not in languages.HUBS]
+        if not any(c in languages.HUBS for c in texts):
+            raise FieldError("no_pivot_language", f"pair {sorted(texts)} has no pivot language")
+        focus = non_pivot[0] if non_pivot else "zho_Hans"
+        return Parallel(focus, texts, source.unit)
+
+
+def _read_aligned(source: Source, partition: Partition, ctx: ReadContext, unit: str) -> Iterator[Item]:
+    """Walk the focus file and the pivot files in lockstep over the partition's line range."""
+    p = partition.params
+    focus = partition.langs[-1]
+    texts = {code: Path(path) for code, path in p["texts"].items()}
+    variant_files = {(code, label): Path(path) for code, vs in p.get("variants", {}).items() for label, path in vs.items()}
+    every = {**{(c, None): f for c, f in texts.items()}, **variant_files}
+    counts = {key: files.count_lines(f) for key, f in every.items()}
+    reference = counts[(focus, None)]
+    misaligned = {key for key, n in counts.items() if n != reference}
+    start, count = p["start"], p["count"]
+    streams = {key: itertools.islice(files.iter_lines(f), start, start + count) for key, f in every.items()}
+    for i in range(count):
+        line_no = start + i + 1
+        loc = {"file": rows.relative(texts[focus], ctx), "line": line_no}
+        got = {key: next(stream, None) for key, stream in streams.items()}
+        focus_item = got[(focus, None)]
+        raw = focus_item.text if isinstance(focus_item, files.Line) else getattr(focus_item, "raw", "")
+        bad_core = [key for key in misaligned if key[1] is None]
+        if bad_core:
+            key = bad_core[0]
+            yield RawError(loc, "misaligned", raw, focus,
+                           f"{rows.relative(every[key], ctx)} has {counts[key]} lines, {rows.relative(texts[focus], ctx)} has {reference}")
+            continue
+        errors = [item for key, item in got.items() if key[1] is None and isinstance(item, RawError)]
+        if errors:
+            err = errors[0]
+            yield RawError(loc, err.reason, err.raw, focus, f"{err.loc['file'] if 'file' in err.loc else ''}: {err.detail}".strip(": "))
+            continue
+        row_texts = {code: got[(code, None)].text for code in texts}
+        variants: dict[str, dict[str, str]] = {}
+        for (code, label), item in got.items():
+            if label is not None and (code, label) not in misaligned and isinstance(item, files.Line):
+                variants.setdefault(code, {})[label] = item.text
+        yield RawRow(loc, Parallel(focus, row_texts, unit, variants))
+
+
+# ------------------------------------------------------------------------------ UDHR
+
+UDHR_NS = "{http://www.unhchr.ch/udhr}"
+
+
+@dataclass(frozen=True)
+class UdhrFile:
+    key: str
+    tag: str
+    stage: int
+    name: str
+
+
+def _udhr_index(root: Path) -> list[UdhrFile]:
+    index = root / "index.xml"
+    if not index.is_file():
+        raise SourceError(f"UDHR folder {root} has no index.xml")
+    try:
+        tree = ET.parse(index)
+    except ET.ParseError as e:
+        raise SourceError(f"{index}: not well-formed XML ({e})") from None
+    out = []
+    for el in tree.getroot().iter("udhr"):
+        iso, script = el.get("iso639-3", "und"), el.get("iso15924", "")
+        out.append(UdhrFile(el.get("f", ""), f"{iso}_{script}" if script else iso, int(el.get("stage", "0") or 0), el.get("n", "")))
+    return out
+
+
+def udhr_articles(path: Path) -> dict[int, str]:
+    """Article number -> text (paragraphs, list items in order, one per line); 0 is the preamble."""
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        raise SourceError(f"{path}: not well-formed XML ({e})") from None
+    articles = {}
+    for el in root:
+        if el.tag == UDHR_NS + "preamble":
+            number = 0
+        elif el.tag == UDHR_NS + "article":
+            try:
+                number = int(el.get("number", ""))
+            except ValueError:
+                continue
+        else:
+            continue
+        paras = [" ".join("".join(p.itertext()).split()) for p in el.iter(UDHR_NS + "para")]
+        text = "\n".join(p for p in paras if p)
+        if text:
+            articles[number] = text
+    return articles
+
+
+class UdhrXml:
+    """The UDHR corpus: index.xml lists each translation's language and completeness stage; every
+    article (and the preamble) is one document-level parallel unit, aligned by article number."""
+
+    def _files(self, source: Source, ctx: ReadContext) -> tuple[Path, dict[str, tuple[UdhrFile, str | None, str]]]:
+        root = rows.local_root(source, ctx)
+        entries = {}
+        for f in _udhr_index(root):
+            if source.min_stage is not None and f.stage < source.min_stage:
+                continue
+            try:
+                code, problem = languages.code(f.tag), ""
+            except UnknownLanguageError as e:
+                code, problem = None, str(e)
+            entries[f.key] = (f, code, problem)
+        return root, entries
+
+    def partitions(self, source: Source, ctx: ReadContext) -> list[Partition]:
+        root, entries = self._files(source, ctx)
+        pivot_keys = {}
+        for pivot in ctx.pivots:
+            candidates = sorted((-f.stage, len(f.key), f.key) for f, code, _ in entries.values() if code == pivot)
+            if candidates:
+                pivot_keys[pivot] = candidates[0][2]
+        if not pivot_keys:
+            raise SourceError(f"source {source.name!r}: no UDHR file for any pivot {list(ctx.pivots)}")
+        parts = []
+        for key, (f, code, problem) in sorted(entries.items()):
+            if key in pivot_keys.values() or code in pivot_keys:
+                continue  # the pivot files themselves; other files of a pivot language are dialects we skip
+            if code is not None and not ctx.selected(code):
+                continue
+            parts.append(Partition(source.name, key, {"key": key, "code": code, "problem": problem, "pivots": pivot_keys, "root": str(root)}, (code,) if code else ()))
+        if len(pivot_keys) == 2:
+            zh = pivot_keys["zho_Hans"]
+            parts.append(Partition(source.name, "+".join(pivot_keys), {"key": zh, "code": "zho_Hans", "problem": "", "pivots": pivot_keys, "root": str(root)}, tuple(pivot_keys)))
+        return parts
+
+    def read(self, source: Source, partition: Partition, ctx: ReadContext) -> Iterator[Item]:
+        p = partition.params
+        root = Path(p["root"])
+        path = root / f"udhr_{p['key']}.xml"
+        if not path.is_file():
+            raise SourceError(f"source {source.name!r}: {path} is listed in index.xml but missing")
+        articles = udhr_articles(path)
+        numbers = sorted(articles)
+        if ctx.sample is not None:
+            numbers = numbers[: ctx.sample]
+        rel = rows.relative(path, ctx)
+        if p["code"] is None:
+            for n in numbers:
+                yield RawError({"file": rel, "article": n}, "unknown_language", articles[n], None, p["problem"])
+            return
+        pivots = {code: udhr_articles(root / f"udhr_{key}.xml") for code, key in p["pivots"].items()}
+        for n in numbers:
+            texts = {p["code"]: articles[n]}
+            texts.update({code: arts[n] for code, arts in pivots.items() if n in arts})
+            yield RawRow({"file": rel, "article": n}, Parallel(p["code"], texts, "document"))

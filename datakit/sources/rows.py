@@ -1,0 +1,144 @@
+"""Row-shaped sources (one record per row): local data files or a Hub dataset, split into tasks.
+
+Local JSON Lines files are cut into line ranges of `rows_per_task` rows, Parquet files by row
+group, other files are read whole; a Hub dataset is split by its data files (streaming shards).
+`--sample N` reads only the first N rows of the source, in one task.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from datakit import languages
+from datakit.errors import SourceError, UnknownLanguageError
+from datakit.recipe import Source
+from datakit.sources import files, hub
+from datakit.sources.base import Partition, RawError, ReadContext
+
+
+def local_root(source: Source, ctx: ReadContext) -> Path:
+    """The source's `path`, resolved against the data folder; a missing path is an error naming it."""
+    assert source.path is not None
+    path = Path(source.path)
+    if not path.is_absolute():
+        if ctx.data_dir is None:
+            raise SourceError(f"source {source.name!r}: `path: {source.path}` is relative but no data folder is set (--data-dir or `data_dir:` in the recipe)")
+        path = ctx.data_dir / path
+    if not path.exists():
+        raise SourceError(f"source {source.name!r}: no such file or folder: {path}")
+    return path
+
+
+def relative(path: Path, ctx: ReadContext) -> str:
+    """A file's name for provenance: relative to the data folder, so output does not depend on where it lives."""
+    for root in (ctx.data_dir,):
+        if root is not None:
+            try:
+                return path.resolve().relative_to(root.resolve()).as_posix()
+            except ValueError:
+                pass
+    return path.name
+
+
+def matching_files(source: Source, root: Path, suffixes: tuple[str, ...] | None = None) -> list[tuple[Path, re.Match | None]]:
+    """Files under a source folder (sorted), filtered by the source's `files` pattern on their relative path."""
+    if root.is_file():
+        return [(root, None)]
+    pattern = re.compile(source.files) if source.files else None
+    found = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file():
+            continue
+        rel = p.relative_to(root).as_posix()
+        if pattern is not None:
+            m = pattern.fullmatch(rel) or pattern.fullmatch(p.name)
+            if m:
+                found.append((p, m))
+        elif suffixes is None or files.data_suffix(p) in suffixes:
+            found.append((p, None))
+    if not found:
+        what = f"matching {source.files!r}" if pattern else "with a data file suffix"
+        raise SourceError(f"source {source.name!r}: no files {what} under {root}")
+    return found
+
+
+def pair_langs(config: str | None) -> tuple[str, ...]:
+    """The languages a Hub config like `en-sw` names, when it names them; () when it does not."""
+    if not config:
+        return ()
+    try:
+        return tuple(languages.code(p) for p in config.split("-"))
+    except UnknownLanguageError:
+        return ()
+
+
+def partitions(source: Source, ctx: ReadContext) -> list[Partition]:
+    if source.hub is not None:
+        return _hub_partitions(source, ctx)
+    root = local_root(source, ctx)
+    found = [p for p, _ in matching_files(source, root, files.ROW_SUFFIXES)]
+    if ctx.sample is not None:
+        return [Partition(source.name, "sample", {"files": [str(p) for p in found], "limit": ctx.sample})]
+    parts: list[Partition] = []
+    for path in found:
+        rel = relative(path, ctx)
+        if files.is_line_splittable(path):
+            marks = files.line_offsets(path, ctx.rows_per_task)
+            for start_byte, start_line in marks:
+                key = f"{rel}:{start_line}"
+                parts.append(Partition(source.name, key, {"files": [str(path)], "start_byte": start_byte,
+                                                          "start_line": start_line, "limit": ctx.rows_per_task}))
+        elif files.data_suffix(path) == ".parquet":
+            meta = pq.ParquetFile(path).metadata
+            groups, rows = [], 0
+            for g in range(meta.num_row_groups):
+                groups.append(g)
+                rows += meta.row_group(g).num_rows
+                if rows >= ctx.rows_per_task or g == meta.num_row_groups - 1:
+                    parts.append(Partition(source.name, f"{rel}:rg{groups[0]}", {"files": [str(path)], "row_groups": groups}))
+                    groups, rows = [], 0
+        else:
+            parts.append(Partition(source.name, rel, {"files": [str(path)]}))
+    return parts
+
+
+def _hub_partitions(source: Source, ctx: ReadContext) -> list[Partition]:
+    configs = source.configs or [source.config]
+    parts = []
+    for config in configs:
+        langs = pair_langs(config)
+        if langs and not all(ctx.selected(code) for code in langs):
+            continue
+        if ctx.sample is not None:
+            parts.append(Partition(source.name, f"{config or 'default'}:sample", {"config": config, "shard": 0, "shards": 1, "limit": ctx.sample}, langs))
+            continue
+        n = hub.num_shards(source, config, ctx.mirror)
+        parts.extend(Partition(source.name, f"{config or 'default'}:{i}", {"config": config, "shard": i, "shards": n}, langs) for i in range(n))
+    return parts
+
+
+def read_rows(source: Source, partition: Partition, ctx: ReadContext) -> Iterator[tuple[dict, Any] | RawError]:
+    """The partition's rows as (location, value), or RawErrors for rows that could not be parsed."""
+    p = partition.params
+    if source.hub is not None:
+        yield from hub.iter_hub_rows(source, p["config"], ctx.mirror, p["shard"], p["shards"], p.get("limit"))
+        return
+    columns = source.columns if isinstance(source.columns, list) else None
+    remaining = p.get("limit")
+    for name in p["files"]:
+        path = Path(name)
+        rows = files.iter_rows(path, columns=columns, header=source.header, start_byte=p.get("start_byte", 0),
+                               start_line=p.get("start_line", 1), limit=remaining, row_groups=p.get("row_groups"))
+        for item in rows:
+            loc = item.loc if isinstance(item, RawError) else item[0]
+            loc["file"] = relative(path, ctx)
+            yield item
+            if remaining is not None:
+                remaining -= 1
+                if remaining <= 0:
+                    return
