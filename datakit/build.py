@@ -368,9 +368,9 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     prune(out, {"prepare": {fp["prepare"]}, "exact_dedup": {fp["exact_dedup"]}, "write": {fp["write"]}})
     seconds = time.perf_counter() - started
     print_funnel(console, stats)
-    total_in = stats["stages"][0]["in"]
-    log.info("wrote %s rows in %d files to %s (%s languages) in %.1f s (%.0f input rows/s)", f"{manifest['rows']:,}", len(written), out,
-             len({lang for _, lang, _, _ in data_counts(shard_jobs, selected, prepared)}), seconds, total_in / max(seconds, 1e-9))
+    made = stats["stages"][1]["kept"]
+    log.info("wrote %s rows in %d files to %s (%d languages) in %.1f s (%.0f records/s constructed)", f"{manifest['rows']:,}",
+             len(written), out, len(splits), seconds, made / max(seconds, 1e-9))
     return BuildResult(out, stats, manifest, seconds)
 
 
@@ -434,7 +434,7 @@ def command_line(argv: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = make_parser().parse_args(argv)
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=console, show_path=False, show_time=True, markup=False)])
     overrides: dict[str, Any] = {}

@@ -7,6 +7,7 @@ group, other files are read whole; a Hub dataset is split by its data files (str
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,13 +37,17 @@ def local_root(source: Source, ctx: ReadContext) -> Path:
 
 def relative(path: Path, ctx: ReadContext) -> str:
     """A file's name for provenance: relative to the data folder, so output does not depend on where it lives."""
-    for root in (ctx.data_dir,):
-        if root is not None:
-            try:
-                return path.resolve().relative_to(root.resolve()).as_posix()
-            except ValueError:
-                pass
-    return path.name
+    return _relative(str(path), str(ctx.data_dir) if ctx.data_dir else None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _relative(path: str, data_dir: str | None) -> str:
+    if data_dir is not None:
+        try:
+            return Path(path).resolve().relative_to(Path(data_dir).resolve()).as_posix()
+        except ValueError:
+            pass
+    return Path(path).name
 
 
 def matching_files(source: Source, root: Path, suffixes: tuple[str, ...] | None = None) -> list[tuple[Path, re.Match | None]]:

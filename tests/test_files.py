@@ -1,0 +1,63 @@
+import json
+
+import pytest
+
+from datakit.errors import SourceError
+from datakit.sources import files
+from datakit.sources.base import RawError
+
+
+def test_lines_handle_bom_crlf_stray_cr_and_bad_utf8(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_bytes(b"\xef\xbb\xbffirst\r\nsec\rond\n\xff\xfe bad\nlast")
+    items = list(files.iter_lines(p))
+    assert [i.text for i in items if isinstance(i, files.Line)] == ["first", "sec\rond", "last"]
+    errors = [i for i in items if isinstance(i, RawError)]
+    assert len(errors) == 1 and errors[0].reason == "invalid_utf8" and errors[0].loc["line"] == 3
+    assert files.count_lines(p) == 4
+
+
+def test_json_array_streams_every_element_with_its_line(tmp_path):
+    data = [{"i": i, "text": "x\n" * (i % 3)} for i in range(2500)]
+    p = tmp_path / "a.json"
+    p.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    got = list(files.iter_json_array(p))
+    assert [v for _, v in got] == data
+    lines = p.read_text().splitlines()
+    for loc, value in got[:50]:
+        assert lines[loc["line"] - 1].strip() == "{"
+
+
+def test_a_broken_json_array_is_an_error_naming_file_and_line(tmp_path):
+    p = tmp_path / "broken.json"
+    p.write_text('[\n {"a": 1},\n {"a": 2,, }\n]', encoding="utf-8")
+    with pytest.raises(SourceError, match=r"broken.json: line 3"):
+        list(files.iter_json_array(p))
+
+
+def test_json_lines_behind_a_json_name_are_read_as_lines(tmp_path):
+    p = tmp_path / "belle.json"
+    p.write_text('{"q": 1}\n{"q": 2\n\n{"q": 3}\n', encoding="utf-8")
+    items = list(files.iter_rows(p))
+    assert [v for item in items if not isinstance(item, RawError) for v in [item[1]]] == [{"q": 1}, {"q": 3}]
+    bad = [i for i in items if isinstance(i, RawError)]
+    assert bad[0].reason == "malformed_json" and bad[0].loc["line"] == 2
+
+
+def test_tsv_rows_with_the_wrong_field_count_are_rejected(tmp_path):
+    p = tmp_path / "q.tsv"
+    p.write_text("question one\t5\nno answer here\nthree\t7\textra\n", encoding="utf-8")
+    items = list(files.iter_rows(p, columns=["question", "answer"], header=False))
+    assert items[0][1] == {"question": "question one", "answer": "5"}
+    assert [i.reason for i in items[1:]] == ["wrong_field_count", "wrong_field_count"]
+
+
+def test_line_offsets_split_a_file_into_exact_line_ranges(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text("".join(f'{{"n": {i}}}\n' for i in range(1, 26)), encoding="utf-8")
+    marks = files.line_offsets(p, 10)
+    assert [line for _, line in marks] == [1, 11, 21]
+    got = []
+    for start_byte, start_line in marks:
+        got += [v["n"] for _, v in files.iter_json_lines(p, start_byte, start_line, 10)]
+    assert got == list(range(1, 26))

@@ -1,0 +1,50 @@
+import pytest
+
+from datakit import languages
+from datakit.errors import UnknownLanguageError
+
+
+@pytest.mark.parametrize(
+    ("tag", "code", "region"),
+    [
+        ("sw", "swh_Latn", None), ("swa", "swh_Latn", None), ("swh", "swh_Latn", None), ("swh_Latn", "swh_Latn", None),
+        ("ar", "arb_Arab", None), ("ara", "arb_Arab", None), ("msa", "zsm_Latn", None), ("fas", "pes_Arab", None),
+        ("prs", "prs_Arab", None), ("est", "ekk_Latn", None), ("orm", "gaz_Latn", None), ("uzb", "uzn_Latn", None),
+        ("cmn", "zho_Hans", None), ("zh", "zho_Hans", None), ("zho-CN", "zho_Hans", "CN"), ("zho-TW", "zho_Hant", "TW"),
+        ("zh-Hant", "zho_Hant", None), ("aze-Latn", "azj_Latn", None), ("srp-Latn", "srp_Latn", None),
+        ("srp-Cyrl", "srp_Cyrl", None), ("eng-GB", "eng_Latn", "GB"), ("por-BR", "por_Latn", "BR"), ("yue", "yue_Hant", None),
+    ],
+)
+def test_every_spelling_folds_onto_one_code(tag, code, region):
+    lang = languages.normalize(tag)
+    assert (lang.code, lang.region) == (code, region)
+
+
+@pytest.mark.parametrize("tag", ["qqq", "xx", "und", "", "e1", "en-Toolong"])
+def test_unknown_codes_are_errors_that_name_the_code(tag):
+    with pytest.raises(UnknownLanguageError) as e:
+        languages.normalize(tag)
+    assert repr(tag) in str(e.value)
+
+
+def test_flores_codes_pass_through_unchanged():
+    for code in sorted(languages.flores200()):
+        assert languages.code(code) == code
+
+
+def test_names_come_from_cldr_in_the_instruction_language():
+    assert languages.display_name("swh_Latn", "zho_Hans") == "斯瓦希里语"
+    assert languages.display_name("swh_Latn", "eng_Latn") == "Swahili"
+    assert languages.display_name("prs_Arab", "eng_Latn") == "Dari"
+    # Serbian is Cyrillic by default: the Latin variant says so.
+    assert languages.display_name("srp_Latn", "eng_Latn") == "Serbian (Latin)"
+    # No CLDR name in Chinese: the English name, never the bare code.
+    assert languages.display_name("pov_Latn", "zho_Hans") == "Upper Guinea Crioulo"
+
+
+def test_langs_selection_takes_groups_and_codes_and_always_the_hubs():
+    sel = languages.resolve_langs("sw,african")
+    assert {"swh_Latn", "yor_Latn", "eng_Latn", "zho_Hans"} <= sel
+    assert languages.resolve_langs("all") is None
+    with pytest.raises(UnknownLanguageError, match="groups"):
+        languages.resolve_langs("nonsense-group")
