@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
@@ -35,7 +34,7 @@ from rich.table import Table
 import datakit
 from datakit import languages
 from datakit.engine.dask import DaskEngine
-from datakit.engine.store import WORK_DIR, StageDir, atomic_path, explain_os_error, prune, write_json
+from datakit.engine.store import WORK_DIR, atomic_path, explain_os_error, prune, write_json
 from datakit.errors import DatakitError, OutputError, RecipeError
 from datakit.global_stages import RejectJob, load_keys, write_rejected
 from datakit.prepare import PrepareJob, prepare, stage_names
@@ -212,7 +211,8 @@ def global_stages(recipe: Recipe, prepared: list[dict], fp: dict[str, str], out:
             items.sort()
             reject_jobs.append(RejectJob("exact_dedup", "exact_duplicate", files[p], tuple(r for r, _ in items), tuple(m for _, m in items),
                                          "duplicate_of", str(out), fp["exact_dedup"], prepared[p]["task"]))
-        dedup.rejected["exact_duplicate"] = len(dups)
+        if len(dups):
+            dedup.rejected["exact_duplicate"] = len(dups)
     dedup.kept = n - int(dropped.sum())
     rejected_files = {"exact_dedup": [r["file"] for r in engine.map(write_rejected, reject_jobs, "exact dedup")]}
 

@@ -83,11 +83,12 @@ def _split_tag(tag: str) -> tuple[str, str | None, str | None]:
     return lang, script, region
 
 
-def _iso639_3(lang: str, tag: str) -> str:
+def _iso639_3(lang: str, tag: str) -> tuple[str, str | None]:
+    """ISO 639-3 code of a language subtag, and the script a deprecated code implies (`sh` -> Latn)."""
     if not lang.isalpha() or len(lang) not in (2, 3):
         raise UnknownLanguageError(tag, "not an ISO 639 language code")
     if lang in aliases() or lang in _flores_scripts():
-        return lang
+        return lang, None
     try:
         parsed = langcodes.Language.get(lang)
         alpha3 = parsed.to_alpha3()
@@ -95,7 +96,7 @@ def _iso639_3(lang: str, tag: str) -> str:
         raise UnknownLanguageError(tag, "no such ISO 639 language") from e
     if parsed.display_name().startswith("Unknown language") or alpha3 in ("und", "mul", "zxx", "mis"):
         raise UnknownLanguageError(tag, "no such ISO 639 language")
-    return alpha3
+    return alpha3, parsed.script
 
 
 def _likely_script(iso: str, region: str | None) -> str | None:
@@ -110,8 +111,9 @@ def _likely_script(iso: str, region: str | None) -> str | None:
 def normalize(tag: str) -> Lang:
     """Normalise any language tag to the contract's code; raises UnknownLanguageError."""
     lang, script, region = _split_tag(tag)
-    iso = _iso639_3(lang, tag)
+    iso, implied_script = _iso639_3(lang, tag)
     iso = aliases().get(iso, iso)
+    script = script or implied_script
     if script is None:
         candidates = _flores_scripts().get(iso, ())
         likely = _likely_script(iso, region)

@@ -24,7 +24,7 @@ def test_json_array_streams_every_element_with_its_line(tmp_path):
     got = list(files.iter_json_array(p))
     assert [v for _, v in got] == data
     lines = p.read_text().splitlines()
-    for loc, value in got[:50]:
+    for loc, _value in got[:50]:
         assert lines[loc["line"] - 1].strip() == "{"
 
 

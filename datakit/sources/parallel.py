@@ -48,8 +48,10 @@ class _LangFiles:
     variants: dict[str, Path]
 
 
-def _plan_line_files(source: Source, ctx: ReadContext) -> dict[str, _LangFiles]:
-    """Group a folder of one-language-per-file texts by language; pick each language's primary file."""
+def _plan_line_files(source: Source, ctx: ReadContext, unknown: dict[str, str]) -> dict[str, _LangFiles]:
+    """Group a folder of one-language-per-file texts by language; pick each language's primary file.
+
+    Files whose language tag is unknown are collected in `unknown` (path -> problem)."""
     root = rows.local_root(source, ctx)
     by_code: dict[str, list[tuple[Path, languages.Lang, bool]]] = {}
     for path, match in rows.matching_files(source, root):
@@ -58,7 +60,9 @@ def _plan_line_files(source: Source, ctx: ReadContext) -> dict[str, _LangFiles]:
         try:
             lang = file_language(tag, path)
         except UnknownLanguageError as e:
-            raise SourceError(f"source {source.name!r}: {rows.relative(path, ctx)}: {e}") from None
+            # Its rows are rejected (unknown_language) by the partition that reads it, not dropped.
+            unknown[str(path)] = str(e)
+            continue
         secondary = bool(match.groupdict().get("ref"))
         by_code.setdefault(lang.code, []).append((path, lang, secondary))
     planned = {}
@@ -97,7 +101,8 @@ class Bitext(RowAdapter):
     def partitions(self, source: Source, ctx: ReadContext) -> list[Partition]:
         if source.hub is not None or source.files is None:
             return rows.partitions(source, ctx) if source.hub is None else self._hub_parts(source, ctx)
-        planned = _plan_line_files(source, ctx)
+        unknown: dict[str, str] = {}
+        planned = _plan_line_files(source, ctx, unknown)
         pivot_files = {p: planned[p].primary for p in ctx.pivots if p in planned}
 
         def params(code: str) -> dict[str, Any]:
@@ -106,6 +111,9 @@ class Bitext(RowAdapter):
             return {"texts": texts, "variants": variants}
 
         parts = star_partitions(source, ctx, list(planned), params)
+        if ctx.langs is None:  # a language selection leaves out files whose language is not known
+            parts += [Partition(source.name, f"unknown:{Path(path).name}", {"unknown": path, "problem": problem})
+                      for path, problem in sorted(unknown.items())]
         return self._split(parts, ctx)
 
     def _hub_parts(self, source: Source, ctx: ReadContext) -> list[Partition]:
@@ -116,8 +124,8 @@ class Bitext(RowAdapter):
         """Cut each language's files into line ranges of rows_per_task (or the first N for --sample)."""
         out = []
         for part in parts:
-            focus = part.langs[-1]
-            n = files.count_lines(Path(part.params["texts"][focus]))
+            focus_file = part.params["unknown"] if "unknown" in part.params else part.params["texts"][part.langs[-1]]
+            n = files.count_lines(Path(focus_file))
             if ctx.sample is not None:
                 n = min(n, ctx.sample)
             for start in range(0, max(n, 1), ctx.rows_per_task):
@@ -127,10 +135,17 @@ class Bitext(RowAdapter):
         return out
 
     def read(self, source: Source, partition: Partition, ctx: ReadContext) -> Iterator[Item]:
-        if "texts" not in partition.params:
+        p = partition.params
+        if "unknown" in p:
+            path = Path(p["unknown"])
+            for item in itertools.islice(files.iter_lines(path), p["start"], p["start"] + p["count"]):
+                raw = item.text if isinstance(item, files.Line) else item.raw
+                line = item.number if isinstance(item, files.Line) else item.loc["line"]
+                yield RawError({"file": rows.relative(path, ctx), "line": line}, "unknown_language", raw, None, p["problem"])
+        elif "texts" in p:
+            yield from _read_aligned(source, partition, ctx, unit=source.unit)
+        else:
             yield from super().read(source, partition, ctx)
-            return
-        yield from _read_aligned(source, partition, ctx, unit=source.unit)
 
     def example(self, row: dict, cols: dict[str, str], source: Source) -> Parallel:
         from datakit.sources.instructions import FieldError
@@ -181,7 +196,7 @@ def _read_aligned(source: Source, partition: Partition, ctx: ReadContext, unit: 
         errors = [item for key, item in got.items() if key[1] is None and isinstance(item, RawError)]
         if errors:
             err = errors[0]
-            yield RawError(loc, err.reason, err.raw, focus, f"{err.loc['file'] if 'file' in err.loc else ''}: {err.detail}".strip(": "))
+            yield RawError(loc, err.reason, err.raw, focus, f"{err.loc.get('file', '')}: {err.detail}".strip(": "))
             continue
         row_texts = {code: got[(code, None)].text for code in texts}
         variants: dict[str, dict[str, str]] = {}
@@ -270,11 +285,11 @@ class UdhrXml:
         if not pivot_keys:
             raise SourceError(f"source {source.name!r}: no UDHR file for any pivot {list(ctx.pivots)}")
         parts = []
-        for key, (f, code, problem) in sorted(entries.items()):
+        for key, (_f, code, problem) in sorted(entries.items()):
             if key in pivot_keys.values() or code in pivot_keys:
                 continue  # the pivot files themselves; other files of a pivot language are dialects we skip
-            if code is not None and not ctx.selected(code):
-                continue
+            if (code is None and ctx.langs is not None) or (code is not None and not ctx.selected(code)):
+                continue  # a language selection leaves out files whose language is not known
             parts.append(Partition(source.name, key, {"key": key, "code": code, "problem": problem, "pivots": pivot_keys, "root": str(root)}, (code,) if code else ()))
         if len(pivot_keys) == 2:
             zh = pivot_keys["zho_Hans"]

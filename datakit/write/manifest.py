@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from importlib import metadata
 from pathlib import Path
@@ -18,10 +19,8 @@ PACKAGES = ("pyarrow", "datasets", "huggingface_hub", "dask", "distributed", "nu
 def package_versions() -> dict[str, str]:
     versions = {"datakit": datakit.__version__}
     for name in PACKAGES:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return versions
 
 
