@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
-
 from contract import check_contract, tree_bytes
+
 from datakit.build import BuildOptions, run_build
 
 ROOT = Path(__file__).resolve().parents[1]

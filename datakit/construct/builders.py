@@ -9,6 +9,7 @@ from datakit.languages import HUBS, display_name
 from datakit.recipe import Recipe, Source
 from datakit.records import Record, new_record, seeded_rng
 from datakit.sources.base import Instruction, Parallel, QAItem, RawRow
+from datakit.stages.normalise import normalise_text
 
 
 @dataclass
@@ -25,6 +26,10 @@ Built = Record | Rejected
 def _record(source: Source, row: RawRow, **fields) -> Record:
     meta = {**row.loc, **fields.pop("meta", {})}
     return new_record(source=source.name, license=source.license, meta=meta, **fields)
+
+
+def _blank(text: str) -> bool:
+    return not normalise_text(text, "NFC")
 
 
 def _turns(user: str, assistant: str) -> list[dict[str, str]]:
@@ -65,6 +70,12 @@ def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe) -> li
         return [Rejected(stub, "no_pivot_text")]
     out: list[Built] = []
     for src, tgt in pairs:
+        if _blank(ex.texts[src]) or _blank(ex.texts[tgt]):
+            # The template around an empty source would hide it from the empty-text check.
+            stub = _record(source, row, messages=_turns(ex.texts[src], ex.texts[tgt]), lang=ex.focus if ex.focus not in HUBS else tgt,
+                           task="translation", src_lang=src, tgt_lang=tgt)
+            out.append(Rejected(stub, "empty_text"))
+            continue
         rng = seeded_rng(recipe.seed, source.name, row.loc, src, tgt)
         inst_lang = cfg.instruction_langs[rng.randrange(len(cfg.instruction_langs))]
         template = T.choose(T.TRANSLATION, inst_lang, ex.unit, rng)
@@ -83,6 +94,9 @@ def qa(ex: QAItem, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
     cfg = recipe.construction.qa
     x = ex.focus
     out: list[Built] = []
+    if _blank(ex.question[x]) or _blank(ex.answer[x]) or (ex.kind == "extractive" and _blank(ex.context.get(x, ""))):
+        stub = _record(source, row, messages=_turns(ex.question[x], ex.answer[x]), lang=x, task="cross_lingual_qa")
+        return [Rejected(stub, "empty_text")]
     if cfg.same_language:
         user = f"{ex.context[x]}\n\n{ex.question[x]}" if ex.kind == "extractive" else ex.question[x]
         out.append(_record(source, row, messages=_turns(user, ex.answer[x]), lang=x, task="cross_lingual_qa",

@@ -106,7 +106,7 @@ class Bitext(RowAdapter):
         pivot_files = {p: planned[p].primary for p in ctx.pivots if p in planned}
 
         def params(code: str) -> dict[str, Any]:
-            texts = {c: str(planned[c].primary) for c in {code, *pivot_files}}
+            texts = {c: str(planned[c].primary) for c in sorted({code, *pivot_files})}
             variants = {c: {k: str(v) for k, v in planned[c].variants.items()} for c in texts if planned[c].variants}
             return {"texts": texts, "variants": variants}
 
@@ -178,7 +178,7 @@ def _read_aligned(source: Source, partition: Partition, ctx: ReadContext, unit: 
     every = {**{(c, None): f for c, f in texts.items()}, **variant_files}
     counts = {key: files.count_lines(f) for key, f in every.items()}
     reference = counts[(focus, None)]
-    misaligned = {key for key, n in counts.items() if n != reference}
+    misaligned = {key for key, n in counts.items() if n != reference}  # looked up, never iterated unsorted
     start, count = p["start"], p["count"]
     streams = {key: itertools.islice(files.iter_lines(f), start, start + count) for key, f in every.items()}
     for i in range(count):
@@ -187,7 +187,7 @@ def _read_aligned(source: Source, partition: Partition, ctx: ReadContext, unit: 
         got = {key: next(stream, None) for key, stream in streams.items()}
         focus_item = got[(focus, None)]
         raw = focus_item.text if isinstance(focus_item, files.Line) else getattr(focus_item, "raw", "")
-        bad_core = [key for key in misaligned if key[1] is None]
+        bad_core = sorted(key for key in misaligned if key[1] is None)
         if bad_core:
             key = bad_core[0]
             yield RawError(loc, "misaligned", raw, focus,
