@@ -311,13 +311,24 @@ def print_funnel(console: Console, stats: dict[str, Any]) -> None:
     console.print(table)
 
 
-def data_counts(shard_jobs, selected: pa.Table, prepared: list[dict]) -> Counter:
-    src = np.array([p["source"] for p in prepared] or [""], dtype=object)[selected.column("part").to_numpy()] if selected.num_rows else []
+def data_counts(selected: pa.Table, prepared: list[dict]) -> Counter:
+    """Rows written per (group, lang, task, source), counted in Arrow, not row by row."""
     counts: Counter = Counter()
-    for g, lang, t, s in zip(selected.column("group").to_pylist(), selected.column("lang").to_pylist(),
-                             selected.column("task").to_pylist(), list(src), strict=True):
-        counts[(g, lang, t, s)] += 1
+    if selected.num_rows == 0:
+        return counts
+    per_part = selected.group_by(["group", "lang", "task", "part"]).aggregate([("id", "count")])
+    for g, lang, t, part, n in zip(*(per_part.column(c).to_pylist() for c in ("group", "lang", "task", "part", "id_count")), strict=True):
+        counts[(g, lang, t, prepared[part]["source"])] += n
     return counts
+
+
+def source_entries(recipe: Recipe, counts: Counter) -> list[dict[str, Any]]:
+    """What the manifest says of each source: where it is from, its licence and terms, rows in data/."""
+    rows = Counter()
+    for (_, _, _, source), n in counts.items():
+        rows[source] += n
+    return [{"name": s.name, "from": s.hub or s.path, "license": s.license, "terms": s.terms, "url": s.url, "rows": rows[s.name]}
+            for s in recipe.sources]
 
 
 # ---------------------------------------------------------------------------- the build
@@ -351,13 +362,15 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     build_info = {"langs": "all" if ctx.langs is None else sorted(ctx.langs), "sample": ctx.sample,
                   "stages": stage_names(recipe) + ["exact_dedup", "balance"]}
     data_files = [out / w["path"] for w in written]
+    counts = data_counts(selected, prepared)
     manifest = build_manifest(out, recipe_hash=recipe.fingerprint(), recipe_name=recipe.name, seed=recipe.seed, build=build_info,
                               files=data_files + rejected_paths + [out / "stats.json"])
+    manifest["sources"] = source_entries(recipe, counts)
     splits: dict[str, list[str]] = {}
     for job in shard_jobs:
         if job.split not in splits.setdefault(job.lang, []):
             splits[job.lang].append(job.split)
-    card = render_card(recipe=recipe, counts=data_counts(shard_jobs, selected, prepared), splits=splits, stats=stats,
+    card = render_card(recipe=recipe, counts=counts, splits=splits, stats=stats,
                        manifest=manifest, command=opts.command)
     with atomic_path(out / "README.md") as tmp:
         tmp.write_text(card, encoding="utf-8")
