@@ -538,18 +538,23 @@ def main(argv: list[str] | None = None) -> int:
     redact = Redact(None)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler], force=True)
-    logging.getLogger("httpx2").setLevel(logging.INFO if args.verbose else logging.WARNING)  # one line per request otherwise
+    handler.addFilter(redact)
+    root, httpx_log = logging.getLogger(), logging.getLogger("httpx2")
+    saved = (root.level, httpx_log.level)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    httpx_log.setLevel(logging.INFO if args.verbose else logging.WARNING)  # one line per request otherwise
     opts = PublishOptions(folder=args.folder, repo=args.repo, private=args.private, revision=args.revision,
                           include_rejected=args.include_rejected, allow_restricted_licenses=args.allow_restricted_licenses,
                           commit_files=args.commit_files, commit_bytes=args.commit_bytes, dry_run=args.dry_run,
                           token=args.token, endpoint=args.endpoint, xet=not args.no_xet, retries=max(1, args.retries))
+    hf_handlers: list[logging.Handler] = []
     try:
         from huggingface_hub.utils import disable_progress_bars
 
         redact.secret = resolve_token(args.token)
-        hf_logger = logging.getLogger("huggingface_hub")
-        for h in [handler, *hf_logger.handlers]:
+        hf_handlers = list(logging.getLogger("huggingface_hub").handlers)
+        for h in hf_handlers:
             h.addFilter(redact)
         if not sys.stderr.isatty():
             disable_progress_bars()
@@ -560,6 +565,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted; {RESUME}", file=sys.stderr)
         return 130
+    finally:  # leave logging as found: main() is also called in-process (tests, notebooks)
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        httpx_log.setLevel(saved[1])
+        for h in hf_handlers:
+            h.removeFilter(redact)
     verb = "would upload" if opts.dry_run else "uploaded"
     lines = [f"{'dry run: ' if opts.dry_run else ''}{opts.folder} -> {result.repo_id} (revision {result.revision})",
              f"  {verb} {result.uploaded_files} files ({_size(result.uploaded_bytes)}) in {result.commits} commit(s); "

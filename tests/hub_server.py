@@ -32,6 +32,7 @@ the server only remembers whether a request was authenticated.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -286,6 +287,15 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [(m, re.compile(p + r"$"), k) f
     ("HEAD", rf"/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", "resolve"),
     ("GET", r"/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)", "resolve"),
 ]]
+
+
+def _route(method: str, path: str) -> tuple[str, re.Match[str] | None]:
+    for verb, pattern, kind in ROUTES:
+        if verb == method and (m := pattern.match(path)):
+            return kind, m
+    return "", None
+
+
 SIGNED = {"lfs_put", "lfs_part", "lfs_complete"}  # reached without the token, through a signed URL
 
 
@@ -345,10 +355,8 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             if length:
                 self.rfile.read(max(1, length // 2))
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             raise _Dropped()
 
         def _authorised(self) -> bool:
@@ -365,10 +373,8 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             self.__dict__.pop("_cached_body", None)  # one handler serves every request of a keep-alive connection
             url = urlsplit(self.path)
             self.query = parse_qs(url.query)
-            for method, pattern, kind in ROUTES:
-                if method == self.command and (m := pattern.match(url.path)):
-                    break
-            else:
+            kind, m = _route(self.command, url.path)
+            if m is None:
                 self._body()
                 self._send(404, {"error": f"no route for {self.command} {url.path}"})
                 return
