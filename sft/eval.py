@@ -1,0 +1,91 @@
+"""Evaluation: loss on held-out data (token-weighted over all ranks), and chrF of greedy translations per language."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from sft.templates import ChatFormat
+
+
+@torch.no_grad()
+def eval_loss(module: torch.nn.Module, batches: list[dict[str, Any]], forward: Callable[[dict], torch.Tensor],
+              all_reduce: Callable[[torch.Tensor], torch.Tensor], device: torch.device) -> tuple[float, int]:
+    """Mean loss over every target token of the eval set. Each rank passes its batches (same count on every rank:
+    FSDP needs every rank in every forward); a batch with `"weight": 0` runs but is not counted."""
+    module.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=device)
+    for batch in batches:
+        loss_sum = forward(batch)
+        if batch.get("weight", 1):
+            total += torch.stack([loss_sum.double(), torch.tensor(float(batch["targets"]), device=device,
+                                                                   dtype=torch.float64)])
+    module.train()
+    total = all_reduce(total)
+    loss, tokens = total.tolist()
+    return (loss / tokens if tokens else float("nan")), int(tokens)
+
+
+def translation_pairs(files: list[Path], per_lang: int, seed: int, rows: np.ndarray | None = None
+                      ) -> list[dict[str, Any]]:
+    """Up to per_lang translation records per target language: the prompt turns, the reference answer, the language.
+
+    `rows` restricts to those row numbers (over `files` in order), e.g. examples held out of training.
+    """
+    columns = ["messages", "task", "tgt_lang", "lang"]
+    tables = [pq.read_table(f, columns=[c for c in columns if c in pq.read_schema(f).names]) for f in files]
+    records = [r for t in tables for r in t.to_pylist()]
+    if rows is not None:
+        records = [records[i] for i in rows]
+    by_lang: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if r.get("task") != "translation" or not r.get("messages") or r["messages"][-1]["role"] != "assistant":
+            continue
+        lang = r.get("tgt_lang") or r.get("lang") or "und"
+        by_lang.setdefault(lang, []).append({"messages": r["messages"][:-1], "reference": r["messages"][-1]["content"],
+                                             "lang": lang})
+    rng = np.random.default_rng(seed)
+    picked = []
+    for lang in sorted(by_lang):
+        items = by_lang[lang]
+        for i in sorted(rng.permutation(len(items))[:per_lang]):
+            picked.append(items[i])
+    return picked
+
+
+@torch.no_grad()
+def chrf_by_language(model: Any, tokenizer: Any, fmt: ChatFormat, pairs: list[dict[str, Any]], device: torch.device,
+                     max_new_tokens: int, batch_size: int = 8) -> dict[str, float]:
+    """Greedy generation for each prompt, scored with sacrebleu's chrF per target language."""
+    from sacrebleu.metrics import CHRF
+
+    stop = [tokenizer.convert_tokens_to_ids(fmt.end_of_turn), tokenizer.eos_token_id]
+    stop = [s for s in stop if isinstance(s, int) and s >= 0]
+    was_training = model.training
+    model.eval()
+    hypotheses: list[str] = []
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        for lo in range(0, len(pairs), batch_size):
+            prompts = [fmt.prompt(tokenizer, p["messages"]) for p in pairs[lo:lo + batch_size]]
+            enc = tokenizer(prompts, add_special_tokens=False, return_tensors="pt", padding=True).to(device)
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                                 eos_token_id=stop, pad_token_id=tokenizer.pad_token_id)
+            new = out[:, enc["input_ids"].shape[1]:]
+            hypotheses += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    scores: dict[str, float] = {}
+    for lang in sorted({p["lang"] for p in pairs}):
+        idx = [i for i, p in enumerate(pairs) if p["lang"] == lang]
+        scores[lang] = round(CHRF().corpus_score([hypotheses[i] for i in idx],
+                                                 [[pairs[i]["reference"] for i in idx]]).score, 2)
+    return scores
+
