@@ -197,6 +197,9 @@ def restricted_sources(folder: Path, manifest: dict[str, Any], include_rejected:
 
 
 def check_licences(folder: Path, manifest: dict[str, Any], opts: PublishOptions) -> list[dict[str, Any]]:
+    if not isinstance(manifest.get("sources"), list) and not opts.allow_restricted_licenses:
+        raise PublishError(f"{folder / 'manifest.json'} does not list the sources and their terms, so the licences cannot "
+                           f"be checked; rebuild with the current datakit, or publish anyway with {ALLOW_FLAG}")
     restricted = restricted_sources(folder, manifest, opts.include_rejected)
     if not restricted:
         return []
@@ -281,6 +284,7 @@ class Retry:
             except Exception as e:
                 why = transient(e)
                 if why is None:
+                    log.debug("%s failed", what, exc_info=True)
                     raise PublishError(f"{what}: {describe(e)}") from e
                 if attempt == self.attempts:
                     raise PublishError(f"{what}: {why} after {attempt} attempts ({describe(e)}); {RESUME}") from e

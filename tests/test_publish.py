@@ -203,6 +203,7 @@ def test_429_with_retry_after_500_and_dropped_connections_are_retried(built, hub
     assert result.verified == len(manifest_files(built)) + 1
     assert any(w >= 1.0 for w in waits) and time.perf_counter() - started >= 1.0, waits
     assert len([w for w in waits if w < 1.0]) == 2  # the 503 and the dropped commit: short backoff
+    assert hub.requests["paths_info"] >= 1, "a retried commit first asks which of its files arrived"
     assert len(hub.lfs_received) == lfs_count(built), "retries do not upload an object twice"
 
 
@@ -246,12 +247,16 @@ def test_licence_gate(built, hub, tmp_path, capsys):
     assert publish(options(folder, hub, allow_restricted_licenses=False, dry_run=True)).restricted == []
     with pytest.raises(PublishError, match=r"alpaca-demo/en \(unknown"):
         publish(options(folder, hub, allow_restricted_licenses=False, include_rejected=True, dry_run=True))
+    del manifest["sources"]  # a manifest that cannot say where its rows come from is not published blindly
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(PublishError, match="does not list the sources"):
+        publish(options(folder, hub, allow_restricted_licenses=False, dry_run=True))
 
 
 def test_token_is_never_printed(built, hub, tmp_path):
     hub.add_fault("commit", status=429, retry_after=0)
-    args = [str(built), "--repo", REPO, "--no-xet", "--allow-restricted-licenses", "-v", "--endpoint", hub.endpoint]
-    proc = run_cli(args, hub, tmp_path)
+    args = [str(built), "--repo", REPO, "--no-xet", "--allow-restricted-licenses", "--endpoint", hub.endpoint]
+    proc = run_cli(args + ["-v"], hub, tmp_path)  # verbose: every request logged, and still no token
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "HTTP 429" in err and REPO in out
