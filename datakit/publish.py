@@ -416,12 +416,12 @@ def publish(opts: PublishOptions, retry: Retry | None = None) -> PublishResult:
         raise PublishError(f"--repo {opts.repo!r}: expected ORG/NAME")
     if opts.commit_files < 1 or opts.commit_bytes < 1:
         raise PublishError("--commit-files and --commit-bytes must be at least 1")
+    if constants.is_offline_mode():
+        raise PublishError("HF_HUB_OFFLINE is set: publishing needs the Hub; unset it (or set HF_HUB_OFFLINE=0)")
     folder = Path(opts.folder)
     manifest = read_manifest(folder)
     restricted = check_licences(folder, manifest, opts)
     files = local_files(folder, manifest, opts.include_rejected)
-    if constants.is_offline_mode():
-        raise PublishError("HF_HUB_OFFLINE is set: publishing needs the Hub; unset it (or set HF_HUB_OFFLINE=0)")
     if not opts.xet:
         constants.HF_HUB_DISABLE_XET = True  # plain Git LFS: what Hub-compatible servers without Xet speak
     token = resolve_token(opts.token)
