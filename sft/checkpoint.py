@@ -101,8 +101,10 @@ def load_checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.
     model_sd, optim_sd = get_state_dict(module, optimizer, options=_OPTIONS)
     loaded = {"model": model_sd, "optim": optim_sd}
     dcp.load(loaded, checkpoint_id=str(path / "train_state"))
+    # strict=False: frozen weights (LoRA's base) are not in the checkpoint; dcp.load above already failed on
+    # any trainable weight the checkpoint lacks.
     set_state_dict(module, optimizer, model_state_dict=loaded["model"], optim_state_dict=loaded["optim"],
-                   options=_OPTIONS)
+                   options=StateDictOptions(ignore_frozen_params=True, strict=False))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
     _set_rng_state(torch.load(path / f"rng-{rank}.pt", weights_only=False))
     return state

@@ -127,8 +127,8 @@ def _check_format(fmt: ChatFormat, tokenizer: Any) -> str:
         ids = tokenizer(marker, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
             raise TemplateError(
-                f"model/template mismatch: template {fmt.name!r} writes {marker!r}, which this tokenizer "
-                f"({getattr(tokenizer, 'name_or_path', '?')}) splits into {len(ids)} tokens, so it is not a token "
+                f"model/template mismatch: template {fmt.name!r} writes {marker!r}, which the tokenizer "
+                f"{getattr(tokenizer, 'name_or_path', '') or ''} splits into {len(ids)} tokens, so it is not a token "
                 "of this model; use the model's own template (template: model) or one made for its vocabulary")
     if not text.startswith(prompt):
         raise TemplateError(f"template {fmt.name!r}: the generation prompt is not a prefix of the conversation")
