@@ -73,7 +73,7 @@ class Config:
 
     # --- output
     output_dir: str = "runs/sft"
-    save_every: int = 0  # steps; 0 = only at the end
+    save_every: int = 0  # steps; 0 = only at the end; -1 = never save anything (benchmarks, dry runs)
     keep_checkpoints: int = 2
     log_every: int = 1
     tensorboard: bool = False  # also write TensorBoard events (needs the tensorboard package)
@@ -94,7 +94,9 @@ class Config:
         for key in ("seq_len", "batch_size", "grad_accum", "lora_r", "log_every", "keep_checkpoints"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"'{key}' must be at least 1; got {getattr(self, key)}")
-        for key in ("max_steps", "warmup_steps", "save_every", "eval_every", "eval_holdout", "chrf_samples"):
+        if self.save_every < -1:
+            raise ConfigError(f"'save_every' must be -1 (never), 0 (at the end) or a number of steps; got {self.save_every}")
+        for key in ("max_steps", "warmup_steps", "eval_every", "eval_holdout", "chrf_samples"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"'{key}' must not be negative; got {getattr(self, key)}")
         if self.max_steps == 0 and self.epochs <= 0:

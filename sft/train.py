@@ -290,7 +290,7 @@ def train(cfg: Config) -> list[dict[str, Any]]:
             log.log(evaluated)
             records.append(evaluated)
             window_start = time.perf_counter()
-        if cfg.save_every and step % cfg.save_every == 0 or step == total_steps:
+        if cfg.save_every >= 0 and (cfg.save_every and step % cfg.save_every == 0 or step == total_steps):
             epoch, row = batches.position(step)
             save_checkpoint(out, step, module, optimizer, scheduler,
                             {"epoch": epoch, "row": row, "world_size": rt.world, "config": cfg.to_dict()},
@@ -303,11 +303,12 @@ def train(cfg: Config) -> list[dict[str, Any]]:
         log.log(evaluated)
         records.append(evaluated)
     final = out / "final"
-    export(module, unwrap(module).model, tokenizer, fmt.source, final, cfg.method == "lora",
-           torch.bfloat16 if bf16 else torch.float32, rt.rank)
-    if cfg.merge and cfg.method == "lora" and rt.main:
-        merge_adapter(cfg.model, final, out / "merged", torch.bfloat16 if bf16 else torch.float32)
-    rt.log(f"done: {step} steps; model in {final}" + (f", merged model in {out / 'merged'}" if cfg.merge else ""))
+    if cfg.save_every >= 0:
+        export(module, unwrap(module).model, tokenizer, fmt.source, final, cfg.method == "lora",
+               torch.bfloat16 if bf16 else torch.float32, rt.rank)
+        if cfg.merge and cfg.method == "lora" and rt.main:
+            merge_adapter(cfg.model, final, out / "merged", torch.bfloat16 if bf16 else torch.float32)
+        rt.log(f"done: {step} steps; model in {final}" + (f", merged in {out / 'merged'}" if cfg.merge else ""))
     log.close()
     rt.barrier()
     return records
