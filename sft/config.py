@@ -27,6 +27,7 @@ class Config:
     model: str = ""  # local folder or Hub id of a causal LM
     tokenizer: str | None = None  # defaults to `model`
     data: str = ""  # datakit output folder or Hub dataset id
+    mirror: str = ""  # local mirror of Hub datasets, as datakit's --mirror: Hub id org/name is read from DIR/org/name
     configs: list[str] = field(default_factory=lambda: ["default"])  # dataset configs: languages, or default = all
     template: str = "auto"  # auto | model | bayling | bayling3 | path/to/template.jinja
     system_prompt: str | None = None  # None: the template's own default (BayLing's for bayling*); "": none

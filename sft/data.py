@@ -108,9 +108,12 @@ def _download(repo_id: str, configs: list[str]) -> Path:
     return Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=patterns))
 
 
-def resolve_dataset(data: str, configs: list[str]) -> DatasetFiles:
+def resolve_dataset(data: str, configs: list[str], mirror: str = "") -> DatasetFiles:
+    """A local folder as is; a Hub id from the mirror folder when it has it, else from the Hub (or its cache)."""
     root = Path(data).expanduser()
-    if not root.is_dir():
+    if not root.is_dir() and mirror and (Path(mirror) / data).is_dir():
+        root = Path(mirror) / data
+    elif not root.is_dir():
         root = _download(data, configs)
     known = _card_configs(root / "README.md") or _folder_configs(root)
     unknown = [c for c in configs if c not in known]

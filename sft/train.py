@@ -104,7 +104,7 @@ def oom_hint(cfg: Config) -> str:
 
 def prepare_data(cfg: Config, tokenizer: Any, fmt: Any, rt: Runtime) -> tuple[TokenizedSet, TokenizedSet | None, Any]:
     """Tokenized train and eval examples, cut to seq_len. Eval = the validation split, else a held-out slice."""
-    files = resolve_dataset(cfg.data, cfg.configs)
+    files = resolve_dataset(cfg.data, cfg.configs, cfg.mirror)
     if "train" not in files.splits:
         raise DataError(f"data {cfg.data!r}, configs {cfg.configs}: no train files")
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()

@@ -132,3 +132,13 @@ def test_a_step_trains_on_the_same_rows_however_it_is_split():
     assert step_rows(8, 1, 1, 0) != step_rows(8, 1, 1, 6)  # each epoch reshuffles
     with pytest.raises(DataError, match="cannot fill one optimizer step"):
         Batches(rows, 32, 2, 1, 0, seed=5)
+
+
+def test_hub_id_reads_from_a_mirror_folder_and_fails_clearly_offline(synthetic_shard, tmp_path):
+    mirror = tmp_path / "mirror"
+    (mirror / "org").mkdir(parents=True)
+    (mirror / "org" / "bayling-data").symlink_to(synthetic_shard, target_is_directory=True)
+    files = resolve_dataset("org/bayling-data", ["yor_Latn"], mirror=str(mirror))
+    assert [p.parent.name for p in files.splits["train"]] == ["yor_Latn"]
+    with pytest.raises(DataError, match="neither a local folder nor a reachable Hub dataset"):
+        resolve_dataset("org/not-mirrored", ["default"], mirror=str(mirror))  # HF_HUB_OFFLINE=1 in tests

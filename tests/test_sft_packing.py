@@ -70,6 +70,18 @@ def test_packed_loss_equals_unpacked_loss(tiny, examples, implementation, one_th
     assert abs(leaking - packed) / n_packed > 1e-3
 
 
+def test_flash_attention_gets_one_unpadded_row_with_example_boundaries(examples):
+    rows = pack(examples.lengths, 256, seed=0)[:2]
+    batch = collate(examples, rows, pad_id=0, flatten=True)
+    inputs = attention_inputs(batch, "flash_attention_2", torch.bfloat16)
+    lengths = [int(examples.lengths[i]) for row in rows for i in row]
+    assert batch["input_ids"].shape == (1, sum(lengths)) and "attention_mask" not in inputs
+    assert inputs["cu_seq_lens_q"].tolist() == np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    assert inputs["max_length_q"] == max(lengths)
+    starts = inputs["cu_seq_lens_q"][:-1].long()
+    assert (inputs["position_ids"][0, starts] == 0).all() and (batch["labels"][0, starts] == -100).all()
+
+
 def test_block_mask_is_causal_within_examples_only():
     segments = torch.tensor([[0, 0, 1, 1, 1, -1]])
     mask = block_causal_mask(segments)[0, 0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -127,3 +128,25 @@ def test_killed_run_resumes_with_the_uninterrupted_losses(tiny, synthetic_shard,
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6, abs=1e-7), a["step"]
         assert a["lr"] == pytest.approx(b["lr"], rel=1e-12)
     assert [s for s, _ in checkpoints(run)] == [36, 40]  # only the last keep_checkpoints remain
+
+
+def test_tokenizer_of_another_model_is_refused(tiny, synthetic_shard, tmp_path):
+    import random
+
+    from sft_tiny import make_tokenizer
+
+    from sft.model import ModelError
+
+    rng = random.Random(0)
+    texts = [" ".join("".join(rng.choices("abcdefghijklmnop", k=rng.randint(2, 9))) for _ in range(200))
+             for _ in range(50)]
+    bigger = make_tokenizer(tmp_path / "tok", texts, vocab_size=2000)
+    assert len(bigger) > len(tiny.tokenizer)
+    with pytest.raises(ModelError, match="tokenizer has .* tokens but .* embedding rows"):
+        train(train_config(tiny, synthetic_shard, tmp_path, tokenizer=str(tmp_path / "tok"), max_steps=1))
+
+
+def test_bf16_autocast_runs_on_cpu(tiny, synthetic_shard, tmp_path, one_thread):
+    records = train(train_config(tiny, synthetic_shard, tmp_path, precision="bf16", max_steps=2, save_every=-1))
+    assert all(math.isfinite(r["loss"]) for r in records if "loss" in r)
+    assert not (tmp_path / "run" / "final").exists()  # save_every -1: nothing written but metrics
