@@ -53,3 +53,14 @@ def test_out_of_memory_hint_says_what_to_change(cfg_file):
     for advice in ("--grad_checkpointing true", "--batch_size 4 --grad_accum 4", "--seq_len 256", "--method lora",
                    "fsdp"):
         assert advice in hint
+
+
+def test_example_configs_are_valid():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "sft" / "configs"
+    names = sorted(p.name for p in folder.glob("*.yaml"))
+    assert names == ["llama3_8b_full.yaml", "llama3_8b_lora.yaml", "lora_tiny.yaml"]
+    for name in names:
+        cfg = parse_args(["--config", str(folder / name)])
+        assert cfg.model and cfg.data
