@@ -145,9 +145,9 @@ def train(cfg: Config) -> list[dict[str, Any]]:
     # ------------------------------------------------------------------ where we run
     rt = Runtime.start()
     out = Path(cfg.output_dir)
+    if latest_checkpoint(out) and not cfg.resume:
+        raise SystemExit(f"{out} already holds checkpoints: pass --resume to continue, or another output_dir")
     if rt.main:
-        if latest_checkpoint(out) and not cfg.resume:
-            raise SystemExit(f"{out} already holds checkpoints: pass --resume to continue, or another output_dir")
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and rt.device.type == "cuda"
@@ -205,7 +205,9 @@ def train(cfg: Config) -> list[dict[str, Any]]:
         while len(eval_batches) < per_rank:  # equal forward count on every rank; the filler is not counted
             eval_batches.append({**micro_batch(chunks[0], eval_set), "weight": 0})
     chrf_pairs = []
-    if cfg.chrf_samples and rt.main:
+    if cfg.chrf_samples and cfg.distributed == "fsdp" and rt.world > 1:
+        rt.log("chrf_samples: generation is not run under FSDP (every rank would have to generate); eval loss only")
+    elif cfg.chrf_samples and rt.main:
         if "validation" in files.splits:
             chrf_pairs = translation_pairs(files.splits["validation"], cfg.chrf_samples, cfg.seed)
         elif eval_set is not None:
@@ -216,7 +218,7 @@ def train(cfg: Config) -> list[dict[str, Any]]:
         if eval_batches:
             record["eval_loss"], record["eval_tokens"] = eval_loss(module, eval_batches, forward, rt.all_reduce,
                                                                    rt.device)
-        if chrf_pairs and cfg.distributed != "fsdp":
+        if chrf_pairs:
             record["chrf"] = chrf_by_language(unwrap(module).model, tokenizer, fmt, chrf_pairs, rt.device,
                                               cfg.chrf_max_new_tokens)
         return record
@@ -238,7 +240,7 @@ def train(cfg: Config) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     params = trainable_parameters(module)
     window = {"loss": torch.zeros((), dtype=torch.float64, device=rt.device), "targets": 0, "tokens": 0, "slots": 0,
-              "flops": 0.0, "steps": 0}
+              "flops": 0.0}
     window_start = time.perf_counter()
     module.train()
     while step < total_steps:
@@ -252,11 +254,11 @@ def train(cfg: Config) -> list[dict[str, Any]]:
                     # DDP/FSDP average gradients over ranks; times world makes that a sum over the global batch.
                     (loss_sum * rt.world / targets).backward()
                 window["loss"] += loss_sum.detach().double()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()  # AdamW allocates its moments here, on the first step
         except torch.OutOfMemoryError as e:
             raise SystemExit(oom_hint(cfg)) from e
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -265,7 +267,6 @@ def train(cfg: Config) -> list[dict[str, Any]]:
         window["tokens"] += sum(b["tokens"] for b in micro)
         window["slots"] += sum(b["slots"] for b in micro)
         window["flops"] += sum(flops.step_flops(b["example_lengths"], b["targets"]) for b in micro)
-        window["steps"] += 1
         if step % cfg.log_every == 0 or step == total_steps:
             sums = torch.stack([window["loss"], *(torch.tensor(float(window[k]), dtype=torch.float64,
                                                                device=rt.device)
@@ -282,8 +283,7 @@ def train(cfg: Config) -> list[dict[str, Any]]:
                 record["peak_mem_gb"] = round(torch.cuda.max_memory_allocated(rt.device) / 2**30, 2)
             log.log(record)
             records.append(record)
-            window = {**window, "loss": torch.zeros_like(window["loss"]), "targets": 0, "tokens": 0, "slots": 0,
-                      "flops": 0.0, "steps": 0}
+            window = {"loss": torch.zeros_like(window["loss"]), "targets": 0, "tokens": 0, "slots": 0, "flops": 0.0}
             window_start = time.perf_counter()
         if (eval_batches or chrf_pairs) and cfg.eval_every and step % cfg.eval_every == 0 and step < total_steps:
             evaluated = evaluate(step)
