@@ -37,6 +37,7 @@ from datakit.engine.dask import DaskEngine
 from datakit.engine.store import WORK_DIR, atomic_path, explain_os_error, prune, write_json
 from datakit.errors import DatakitError, OutputError, RecipeError
 from datakit.global_stages import RejectJob, load_keys, write_rejected
+from datakit.models import resolve_lid_model
 from datakit.prepare import PrepareJob, prepare, stage_names
 from datakit.recipe import Recipe, load_recipe, with_overrides
 from datakit.records import canonical_json
@@ -137,11 +138,13 @@ def input_fingerprint(recipe: Recipe, ctx: ReadContext) -> str:
     return h.hexdigest()
 
 
-def fingerprints(recipe: Recipe, ctx: ReadContext) -> dict[str, str]:
+def fingerprints(recipe: Recipe, ctx: ReadContext, lid_model: str | None) -> dict[str, str]:
     """One fingerprint per phase, each folding in the ones before: change a setting, redo from there."""
     r = recipe.model_dump(mode="json", by_alias=True)
     prepare_part = {k: r[k] for k in ("seed", "pivots", "sources", "construct", "filters")}
-    context = {"sample": ctx.sample, "langs": sorted(ctx.langs) if ctx.langs else None, "rows_per_task": ctx.rows_per_task}
+    model = (Path(lid_model).name, Path(lid_model).stat().st_size) if lid_model else None
+    context = {"sample": ctx.sample, "langs": sorted(ctx.langs) if ctx.langs else None, "rows_per_task": ctx.rows_per_task,
+               "lid_model": model}
 
     def h(*parts: Any) -> str:
         return hashlib.sha256(canonical_json([datakit.__version__, *parts]).encode()).hexdigest()
@@ -342,13 +345,14 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     check_sources(recipe, ctx)
     out = Path(opts.output)
     prepare_output(out, opts.overwrite)
-    fp = fingerprints(recipe, ctx)
+    lid_model = str(resolve_lid_model(recipe.filters.lid.model, ctx.mirror)) if recipe.filters.lid.enabled else None
+    fp = fingerprints(recipe, ctx, lid_model)
     log.info("recipe %s (%s), seed %d, languages: %s%s", recipe.name, recipe_path, recipe.seed,
              "all" if ctx.langs is None else f"{len(ctx.langs)} selected", f", sample {ctx.sample} rows per source" if ctx.sample else "")
 
     with DaskEngine(opts.workers, opts.scheduler, console) as engine:
         partitions = plan_partitions(recipe, ctx)
-        jobs = [PrepareJob(recipe, p, ctx, str(out), fp["prepare"], opts.strict) for p in partitions]
+        jobs = [PrepareJob(recipe, p, ctx, str(out), fp["prepare"], opts.strict, lid_model) for p in partitions]
         prepared = engine.map(prepare, jobs, "prepare")
         glob = global_stages(recipe, prepared, fp, out, engine)
         selected = glob["selected"]

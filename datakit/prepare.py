@@ -27,6 +27,7 @@ from datakit.sources.base import Partition, RawError, ReadContext
 from datakit.stages.base import RecordStage, Rejection, StageStats
 from datakit.stages.dedup import dedup_key
 from datakit.stages.length import Length
+from datakit.stages.lid import LanguageId
 from datakit.stages.normalise import Normalise
 
 log = logging.getLogger(__name__)
@@ -35,13 +36,18 @@ BATCH_ROWS = 2_000
 WORK_ROW_GROUP = 1_000
 
 
-def record_stages(recipe: Recipe) -> list[RecordStage]:
+def record_stages(recipe: Recipe, lid_model: str | None) -> list[RecordStage]:
     """The per-record stages, in the order a record goes through them."""
-    return [Normalise(recipe.filters.normalise), Length(recipe.filters.length)]
+    stages: list[RecordStage] = [Normalise(recipe.filters.normalise), Length(recipe.filters.length)]
+    if recipe.filters.lid.enabled:
+        assert lid_model is not None, "the driver resolves the LID model before any task runs"
+        stages.append(LanguageId(recipe.filters.lid, lid_model))
+    return stages
 
 
 def stage_names(recipe: Recipe) -> list[str]:
-    return ["read", "construct", *(s.name for s in record_stages(recipe))]
+    names = ["read", "construct", "normalise", "length"]
+    return names + (["lid"] if recipe.filters.lid.enabled else [])
 
 
 def work_schema() -> pa.Schema:
@@ -57,6 +63,7 @@ class PrepareJob:
     out: str
     fingerprint: str
     strict: bool = False
+    lid_model: str | None = None
 
 
 class _Writers:
@@ -121,7 +128,7 @@ def prepare(job: PrepareJob) -> dict[str, Any]:
     recipe = job.recipe
     source = next(s for s in recipe.sources if s.name == job.partition.source)
     adapter = adapter_for(source)
-    stages = record_stages(recipe)
+    stages = record_stages(recipe, job.lid_model)
     stats = {name: StageStats(name) for name in stage_names(recipe)}
     writers = _Writers(stage_dir, task)
     try:

@@ -133,9 +133,33 @@ class Length(Strict):
     max_turns: int = Field(64, ge=2)
 
 
+class Lid(Strict):
+    """fastText language ID per field (see datakit/stages/lid.py)."""
+
+    enabled: bool = True
+    model: str = "default"          # the cached lid.176.ftz; or a path; or a Hub id org/name[/file]
+    thresholds: str = "default"     # shipped calibration for the default model; a TSV path; or none
+    default_threshold: float = Field(0.6, gt=0, le=1.01)  # languages the calibration does not cover
+    overrides: dict[str, float] = {}  # per-language thresholds, e.g. {swh_Latn: 0.7}
+    min_chars: int = Field(15, ge=1)  # shorter fields: script check only
+    # Weighted share of a field's letters that must be in the expected language's script, per task.
+    # Translation text is the language and nothing else; QA passages name people and places in other
+    # scripts; general answers may be code or formulas, which have no language (0: not checked).
+    script_min_share: dict[str, float] = {"translation": 0.5, "interactive_translation": 0.5, "synthesised": 0.5,
+                                          "cross_lingual_qa": 0.2, "general": 0.0}
+    # General answers are rejected only when another language is this much more likely than theirs.
+    general_margin: float = Field(0.5, gt=0, le=1.01)
+
+    @field_validator("overrides")
+    @classmethod
+    def _codes(cls, v: dict[str, float]) -> dict[str, float]:
+        return {_lang_code(k): x for k, x in v.items()}
+
+
 class Filters(Strict):
     normalise: Normalise = Normalise()
     length: Length = Length()
+    lid: Lid = Lid()
 
 
 class Dedup(Strict):

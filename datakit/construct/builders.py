@@ -84,8 +84,9 @@ def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe) -> li
         record = _record(source, row, messages=_turns(user, ex.texts[tgt]), lang=lang, task="translation",
                          src_lang=src, tgt_lang=tgt,
                          meta={"template": template.id, "instruction_lang": inst_lang, "unit": ex.unit})
-        # Duplicates are the same pair of texts, whatever template framed them.
+        # Duplicates are the same pair of texts, whatever template framed them; LID checks each side.
         record["_dedup_parts"] = [ex.texts[src], ex.texts[tgt]]
+        record["_check"] = [("source", ex.texts[src], src), ("answer", ex.texts[tgt], tgt)]
         out.append(record)
     return out
 
@@ -99,8 +100,11 @@ def qa(ex: QAItem, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
         return [Rejected(stub, "empty_text")]
     if cfg.same_language:
         user = f"{ex.context[x]}\n\n{ex.question[x]}" if ex.kind == "extractive" else ex.question[x]
-        out.append(_record(source, row, messages=_turns(user, ex.answer[x]), lang=x, task="cross_lingual_qa",
-                           meta={"variant": "same_language", "kind": ex.kind}))
+        record = _record(source, row, messages=_turns(user, ex.answer[x]), lang=x, task="cross_lingual_qa",
+                         meta={"variant": "same_language", "kind": ex.kind})
+        # Extractive answers are spans of the passage (names, numbers): the passage is checked instead.
+        record["_check"] = [("question", ex.question[x], x)] + ([("context", ex.context[x], x)] if ex.kind == "extractive" else [])
+        out.append(record)
     if cfg.cross_lingual:
         for pivot in recipe.pivots:
             if pivot == x or pivot not in ex.answer:
@@ -115,9 +119,14 @@ def qa(ex: QAItem, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
                 template = T.choose(T.QA_MATH, pivot, "any", rng)
                 user = template.render(src=display_name(x, pivot), tgt=display_name(pivot, pivot), question=ex.question[x])
                 answer = T.MATH_ANSWER[pivot].format(answer=ex.answer[x])
-            out.append(_record(source, row, messages=_turns(user, answer), lang=x, task="cross_lingual_qa",
-                               src_lang=x, tgt_lang=pivot,
-                               meta={"variant": "cross_lingual", "kind": ex.kind, "template": template.id, "instruction_lang": pivot}))
+            record = _record(source, row, messages=_turns(user, answer), lang=x, task="cross_lingual_qa",
+                             src_lang=x, tgt_lang=pivot,
+                             meta={"variant": "cross_lingual", "kind": ex.kind, "template": template.id, "instruction_lang": pivot})
+            given = ex.context[x] if ex.kind == "extractive" else ex.question[x]
+            record["_check"] = [("context" if ex.kind == "extractive" else "question", given, x)]
+            if ex.kind == "math":
+                record["_check"].append(("answer", answer, pivot))
+            out.append(record)
     return out
 
 

@@ -175,6 +175,20 @@ def _collect(client: LLMClient, batch_id: str, items: Mapping[str, _Item], holds
     return results
 
 
+def _collect_or_report(client: LLMClient, batch_id: str, items: Mapping[str, _Item], holds: Mapping[str, Hold],
+                       opts: BatchOptions) -> dict[str, _Result]:
+    """`_collect`, but a job that cannot be polled or read stays pending for the next run."""
+    from datakit.llm.client import _Result
+
+    try:
+        return _collect(client, batch_id, items, holds, opts)
+    except DatakitError as e:
+        for hold in holds.values():  # it may still run and be billed: count the worst case
+            client.budget.settle(hold, hold.nano / 1e9)
+        return {k: _Result(None, "llm_error", f"{e}; batch {batch_id} is kept pending, re-run to collect it",
+                           None, 1, "batch") for k in items}
+
+
 def _store_others(client: LLMClient, batch: Any, rows: Sequence[dict[str, Any]], endpoint: str) -> None:
     bodies = {r["custom_id"]: r.get("body") for r in _read(client, batch.input_file_id)}
     price = client.prices.get(client.model)
@@ -194,7 +208,7 @@ def _store_others(client: LLMClient, batch: Any, rows: Sequence[dict[str, Any]],
             client.budget.charge(price.cost(answer.prompt_tokens or 0, answer.completion_tokens or 0, batch=True))
 
 
-def run_batch(client: LLMClient, todo: Sequence[_Item], opts: BatchOptions = BatchOptions) -> dict[str, _Result]:
+def run_batch(client: LLMClient, todo: Sequence[_Item], opts: BatchOptions | None = None) -> dict[str, _Result]:
     """Answers for `todo` (uncached, unique) through the Batch API; see the module doc."""
     from datakit.llm.client import _Result
 
@@ -206,8 +220,7 @@ def run_batch(client: LLMClient, todo: Sequence[_Item], opts: BatchOptions = Bat
     # 1. Jobs an earlier run submitted and did not collect: collect them rather than pay again.
     for batch_id, keys in client.cache.pending_batches(endpoint):
         log.info("collecting batch %s submitted by an earlier run", batch_id)
-        got = _collect(client, batch_id, {k: wanted[k] for k in keys if k in wanted}, {}, opts)
-        results.update(got)
+        results.update(_collect_or_report(client, batch_id, {k: wanted[k] for k in keys if k in wanted}, {}, opts))
     for key, answer in client.cache.get_many(k for k in wanted if k not in results).items():
         results[key] = _Result(answer, via="cache")
     # 2. Reserve the worst case for each remaining request; what does not fit is not submitted.
@@ -242,5 +255,5 @@ def run_batch(client: LLMClient, todo: Sequence[_Item], opts: BatchOptions = Bat
         log.info("submitted batch %s: %d requests", batch.id, len(keys))
         jobs.append((batch.id, keys))
     for batch_id, keys in jobs:
-        results.update(_collect(client, batch_id, keys, {k: holds[k] for k in keys}, opts))
+        results.update(_collect_or_report(client, batch_id, keys, {k: holds[k] for k in keys}, opts))
     return {k: results[k] for k in wanted}

@@ -9,7 +9,6 @@ holds for every stage by construction, and the build checks it before it writes 
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,7 @@ class StageStats:
     created: int = 0
     unselected: int = 0
     repeated: int = 0
+    report: dict[str, collections.Counter] = field(default_factory=dict)  # a stage's own breakdown, e.g. per language
 
     def merge(self, other: StageStats) -> StageStats:
         self.in_ += other.in_
@@ -33,14 +33,19 @@ class StageStats:
         self.created += other.created
         self.unselected += other.unselected
         self.repeated += other.repeated
+        for key, counts in other.report.items():
+            self.report.setdefault(key, collections.Counter()).update(counts)
         return self
+
+    def note(self, key: str, what: str, n: int = 1) -> None:
+        self.report.setdefault(key, collections.Counter())[what] += n
 
     @property
     def balanced(self) -> bool:
         return self.in_ + self.created + self.repeated == self.kept + sum(self.rejected.values()) + self.unselected
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "in": self.in_,
             "kept": self.kept,
@@ -49,11 +54,15 @@ class StageStats:
             "unselected": self.unselected,
             "repeated": self.repeated,
         }
+        if self.report:
+            out["report"] = {k: dict(sorted(v.items())) for k, v in sorted(self.report.items())}
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> StageStats:
         return cls(d["name"], d["in"], d["kept"], collections.Counter(d["rejected"]), d.get("created", 0),
-                   d.get("unselected", 0), d.get("repeated", 0))
+                   d.get("unselected", 0), d.get("repeated", 0),
+                   {k: collections.Counter(v) for k, v in d.get("report", {}).items()})
 
 
 @dataclass
@@ -68,14 +77,18 @@ class RecordStage:
 
     name: str = "stage"
 
-    def apply(self, record: Record) -> str | None:
+    def apply(self, record: Record, stats: StageStats) -> str | None:
         raise NotImplementedError
 
-    def run(self, records: Iterable[Record], stats: StageStats) -> tuple[list[Record], list[Rejection]]:
+    def begin_batch(self, records: list[Record]) -> None:
+        """Work done once per batch before `apply` (a model's batched prediction)."""
+
+    def run(self, records: list[Record], stats: StageStats) -> tuple[list[Record], list[Rejection]]:
         kept, rejected = [], []
+        self.begin_batch(records)
         for record in records:
             stats.in_ += 1
-            reason = self.apply(record)
+            reason = self.apply(record, stats)
             if reason is None:
                 kept.append(record)
             else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datakit.recipe import Length as LengthConfig
 from datakit.records import Record
-from datakit.stages.base import RecordStage
+from datakit.stages.base import RecordStage, StageStats
 
 
 class Length(RecordStage):
@@ -13,7 +13,7 @@ class Length(RecordStage):
     def __init__(self, config: LengthConfig):
         self.config = config
 
-    def apply(self, record: Record) -> str | None:
+    def apply(self, record: Record, stats: StageStats) -> str | None:
         messages = record["messages"]
         if len(messages) > self.config.max_turns:
             return "too_many_turns"

@@ -14,7 +14,7 @@ import regex
 
 from datakit.recipe import Normalise as NormaliseConfig
 from datakit.records import Record
-from datakit.stages.base import RecordStage
+from datakit.stages.base import RecordStage, StageStats
 
 # C0/C1 controls except TAB and LF, the BOM and the line/paragraph separators.
 _CONTROLS = regex.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff\u2028\u2029]")
@@ -46,7 +46,7 @@ class Normalise(RecordStage):
     def __init__(self, config: NormaliseConfig):
         self.form = config.form
 
-    def apply(self, record: Record) -> str | None:
+    def apply(self, record: Record, stats: StageStats) -> str | None:
         for message in record["messages"]:
             message["content"] = normalise_text(message["content"], self.form)
         if any(not m["content"] for m in record["messages"] if m["role"] != "system"):

@@ -1,0 +1,103 @@
+"""Precision and recall of the lid stage on planted mislabels in real text (NTREX-128).
+
+Calibrates thresholds on the even lines of every NTREX language, then on the odd (held-out) lines:
+- clean: each line as a translation answer in its own language -> share wrongly rejected;
+- planted: a line of language M labelled as language L (L and M in different confusable groups,
+  and different scripts or not: both kinds are counted) -> share caught.
+A confusable group (bos/hrv/srp_Latn, zsm/ind, ...) counts as one language.
+
+    python bench/eval_lid.py --data-dir ../shared/corpus [--plants 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from datakit.calibrate_lid import calibrate, write_thresholds
+from datakit.langid import LangId, group_of
+from datakit.models import resolve_lid_model
+from datakit.recipe import Lid
+from datakit.records import new_record
+from datakit.sources.parallel import file_language
+from datakit.stages.base import StageStats
+from datakit.stages.lid import LanguageId
+
+
+def ntrex_lines(data_dir: Path) -> dict[str, list[str]]:
+    out = {}
+    for path in sorted((data_dir / "ntrex128/NTREX-128").glob("newstest2019-*.txt")):
+        if "ref-2" in path.name:
+            continue
+        lang = file_language(path.name.split(".")[-2], path)
+        if lang.region is None or lang.code not in out:
+            out[lang.code] = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    return out
+
+
+def record(text: str, lang: str):
+    r = new_record(messages=[{"role": "user", "content": "Translate."}, {"role": "assistant", "content": text}],
+                   lang=lang, task="translation", source="eval", license="x", src_lang="eng_Latn", tgt_lang=lang)
+    r["_check"] = [("answer", text, lang)]
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "corpus"))
+    ap.add_argument("--plants", type=int, default=20000)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    model = str(resolve_lid_model(None))
+    lines = ntrex_lines(Path(args.data_dir))
+    calib = {c: ls[0::2] for c, ls in lines.items()}
+    held = {c: ls[1::2] for c, ls in lines.items()}
+    rows = calibrate(LangId(model), calib, 0.005)
+    with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as f:
+        write_thresholds(rows, f.name, "calibrated on even NTREX lines")
+    stage = LanguageId(Lid(thresholds=f.name), model)
+    top1 = {row[0]: row[2] for row in rows}
+    known = [c for c in held if stage.lid.supports(c)]
+
+    def rejected(records) -> list[bool]:
+        stats = StageStats("lid")
+        kept, rej = stage.run(records, stats)
+        ids = {id(r.record) for r in rej}
+        return [id(r) in ids for r in records]
+
+    false_rej: dict[str, list[bool]] = defaultdict(list)
+    for code, ls in held.items():
+        recs = [record(t, code) for t in ls if t]
+        false_rej[code] = rejected(recs)
+    rate = lambda codes: sum(sum(false_rej[c]) for c in codes) / sum(len(false_rej[c]) for c in codes)  # noqa: E731
+    print(f"clean held-out lines wrongly rejected: {rate(known):.2%} of {sum(len(false_rej[c]) for c in known)} "
+          f"in {len(known)} languages the model knows; {rate(list(held)):.2%} over all {len(held)} languages")
+    worst = sorted(known, key=lambda c: -sum(false_rej[c]) / len(false_rej[c]))[:8]
+    print("  worst:", ", ".join(f"{c} {sum(false_rej[c]) / len(false_rej[c]):.1%}" for c in worst))
+
+    rng = random.Random(args.seed)
+    codes = sorted(held)
+    plants, kinds = [], []
+    while len(plants) < args.plants:
+        label, actual = rng.choice(codes), rng.choice(codes)
+        if group_of(label.split("_")[0]) & group_of(actual.split("_")[0]):
+            continue
+        text = rng.choice([t for t in held[actual] if t])
+        plants.append(record(text, label))
+        same_script = label.split("_")[1] == actual.split("_")[1]
+        kinds.append(("same script" if same_script else "other script",
+                      "label known" if stage.lid.supports(label) else "label unknown to model",
+                      "text the model knows well" if top1[actual] >= 0.9 else "text the model reads poorly"))
+    caught = rejected(plants)
+    total = Counter(kinds)
+    hit = Counter(k for k, c in zip(kinds, caught, strict=True) if c)
+    print(f"planted mislabels caught: {sum(caught) / len(caught):.2%} of {len(caught)}")
+    for k in sorted(total):
+        print(f"  {', '.join(k)}: {hit[k] / total[k]:.2%} of {total[k]}")
+
+
+if __name__ == "__main__":
+    main()

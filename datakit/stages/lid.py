@@ -1,0 +1,130 @@
+"""Language ID per field: the answer in the record's language, each side of a translation in its own.
+
+Which texts are checked, and against which language, is said by the builder that made the record
+(`_check`: [(field, text, expected code)]); a general record checks its prompt and answer against
+`lang`. Code blocks, inline code and URLs are taken out first: they are not prose in any language.
+
+A field is rejected as `script_mismatch` when too little of it is in the expected language's script
+(whatever the model), and as `lid_mismatch` when the model, consistent with the text's script,
+names another language (outside the expected one's confusable group) with at least the
+language's calibrated confidence. Languages the model has no label for keep the script check and
+the calibrated check (it still says "this is confidently English"), and are marked `unsupported`.
+Short fields get the script check only. Every checked field's prediction goes into `scores.lid`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import regex
+
+from datakit.langid import LangId, Thresholds, calibrated_thresholds, group_of, read_thresholds
+from datakit.recipe import Lid as LidConfig
+from datakit.records import Record
+from datakit.scripts import script_counts
+from datakit.stages.base import RecordStage, StageStats
+
+_CODE_BLOCK = regex.compile(r"```.*?(```|$)", regex.S)
+_INLINE_CODE = regex.compile(r"`[^`\n]*`")
+_URL = regex.compile(r"https?://\S+|www\.\S+|\S+@\S+\.\w+")
+# Letters of these scripts carry a syllable or a word each: weigh them against alphabet letters.
+_DENSE = {"Hani": 3.0, "Jpan": 3.0, "Hang": 2.0, "Yiii": 3.0}
+
+
+def prose(text: str) -> str:
+    text = _CODE_BLOCK.sub(" ", text)
+    text = _INLINE_CODE.sub(" ", text)
+    return _URL.sub(" ", text)
+
+
+def script_share(text: str, script: str) -> float | None:
+    """Weighted share of the text's letters in `script` (Han counts for Hans and Hant; None: no letters)."""
+    counts = script_counts(text)
+    if not counts:
+        return None
+    weights = {s: n * _DENSE.get(s, 1.0) for s, n in counts.items()}
+    accepted = {script, "Hani"} if script in ("Hans", "Hant") else {script, "Hani", "Jpan"} if script == "Jpan" else \
+        {script, "Hang", "Hani"} if script in ("Kore", "Hang") else {script}
+    return sum(w for s, w in weights.items() if s in accepted) / sum(weights.values())
+
+
+def fields_to_check(record: Record) -> list[tuple[str, str, str]]:
+    if record.get("_check"):
+        return record["_check"]
+    # A general record's prompt may quote other languages (a text to translate, to correct); its
+    # answer is what the record teaches, and must be in the record's language.
+    answer = "\n".join(m["content"] for m in record["messages"] if m["role"] == "assistant")
+    return [("answer", answer, record["lang"])]
+
+
+
+
+class LanguageId(RecordStage):
+    name = "lid"
+
+    def __init__(self, config: LidConfig, model_path: str):
+        self.config = config
+        self.lid = LangId(model_path)
+        if config.thresholds == "default":
+            shipped = calibrated_thresholds() if config.model == "default" else {}
+        elif config.thresholds == "none":
+            shipped = {}
+        else:
+            shipped = read_thresholds(Path(config.thresholds).read_text(encoding="utf-8"))
+        self.thresholds = {**shipped, **{code: Thresholds(tau) for code, tau in config.overrides.items()}}
+        self._pending: dict[int, list] = {}
+
+    def threshold(self, code: str) -> Thresholds | None:
+        """When the model's answer rejects a field of this language; None: the model is not asked."""
+        if code in self.thresholds:
+            return self.thresholds[code]
+        return Thresholds(self.config.default_threshold) if self.lid.supports(code) else None
+
+    def begin_batch(self, records: list[Record]) -> None:
+        jobs = []
+        for i, record in enumerate(records):
+            for field, text, expected in fields_to_check(record):
+                clean = prose(text)
+                if len(clean.strip()) >= self.config.min_chars and self.threshold(expected) is not None:
+                    jobs.append((i, field, clean, expected))
+        preds = self.lid.predict([j[2] for j in jobs], [j[3] for j in jobs]) if jobs else []
+        self._pending = {}
+        for (i, field, _, _), pred in zip(jobs, preds, strict=True):
+            self._pending.setdefault(i, {})[field] = pred
+        self._index = {id(r): i for i, r in enumerate(records)}
+
+    def apply(self, record: Record, stats: StageStats) -> str | None:
+        preds = self._pending.get(self._index[id(record)], {})
+        scores = record["scores"].setdefault("lid", {})
+        verdict = None
+        for field, text, expected in fields_to_check(record):
+            script = expected.split("_")[1]
+            share = script_share(prose(text), script)
+            pred = preds.get(field)
+            if pred is not None:
+                scores[field] = [pred.label, round(pred.prob, 3), round(pred.expected_prob, 3)]
+            if share is not None and share < self.config.script_min_share.get(record["task"], 0.5):
+                scores.setdefault("script", {})[field] = round(share, 3)
+                verdict = verdict or "script_mismatch"
+                continue
+            if pred is None:
+                continue
+            limits = self.threshold(expected)
+            other = pred.label is not None and pred.label.split("_")[0] not in group_of(expected.split("_")[0])
+            # How much more likely another language is than the expected one.
+            margin = pred.prob - pred.expected_prob
+            if record["task"] == "general":
+                # Code, formulas and quotations read as "a little English": only confident prose counts.
+                mismatch = other and margin >= max(self.config.general_margin, limits.for_label(pred.label))
+            else:
+                mismatch = (other and margin >= limits.for_label(pred.label)) or pred.expected_prob < limits.floor
+            if mismatch:
+                verdict = verdict or "lid_mismatch"
+        lang = record["lang"]
+        stats.note(lang, "checked")
+        if not self.lid.supports(lang):
+            stats.note(lang, "unsupported")
+            scores["unsupported"] = True
+        stats.note(lang, "rejected" if verdict else "kept")
+        return verdict
+
