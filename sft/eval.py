@@ -59,33 +59,36 @@ def translation_pairs(files: list[Path], per_lang: int, seed: int, rows: np.ndar
 
 
 @torch.no_grad()
-def chrf_by_language(model: Any, tokenizer: Any, fmt: ChatFormat, pairs: list[dict[str, Any]], device: torch.device,
-                     max_new_tokens: int, batch_size: int = 8) -> dict[str, float]:
-    """Greedy generation for each prompt, scored with sacrebleu's chrF per target language."""
-    from sacrebleu.metrics import CHRF
-
+def generate(model: Any, tokenizer: Any, fmt: ChatFormat, conversations: list[list[dict]], device: torch.device,
+             max_new_tokens: int, batch_size: int = 8) -> list[str]:
+    """Greedy answers to the last user turn of each conversation, stopping at the format's end of turn."""
     stop = [tokenizer.convert_tokens_to_ids(fmt.end_of_turn), tokenizer.eos_token_id]
     stop = [s for s in stop if isinstance(s, int) and s >= 0]
-    was_training = model.training
+    was_training, side = model.training, tokenizer.padding_side
     model.eval()
-    hypotheses: list[str] = []
-    side = tokenizer.padding_side
     tokenizer.padding_side = "left"
+    answers: list[str] = []
     try:
-        for lo in range(0, len(pairs), batch_size):
-            prompts = [fmt.prompt(tokenizer, p["messages"]) for p in pairs[lo:lo + batch_size]]
+        for lo in range(0, len(conversations), batch_size):
+            prompts = [fmt.prompt(tokenizer, messages) for messages in conversations[lo:lo + batch_size]]
             enc = tokenizer(prompts, add_special_tokens=False, return_tensors="pt", padding=True).to(device)
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
                                  eos_token_id=stop, pad_token_id=tokenizer.pad_token_id)
-            new = out[:, enc["input_ids"].shape[1]:]
-            hypotheses += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+            answers += [t.strip() for t in tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:],
+                                                                   skip_special_tokens=True)]
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
+    return answers
+
+
+def chrf_by_language(pairs: list[dict[str, Any]], hypotheses: list[str]) -> dict[str, float]:
+    """sacrebleu's chrF of the hypotheses against the references, per target language."""
+    from sacrebleu.metrics import CHRF
+
     scores: dict[str, float] = {}
     for lang in sorted({p["lang"] for p in pairs}):
         idx = [i for i, p in enumerate(pairs) if p["lang"] == lang]
         scores[lang] = round(CHRF().corpus_score([hypotheses[i] for i in idx],
                                                  [[pairs[i]["reference"] for i in idx]]).score, 2)
     return scores
-

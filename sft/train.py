@@ -36,7 +36,7 @@ from sft.data import (
     pack,
     resolve_dataset,
 )
-from sft.eval import chrf_by_language, eval_loss, translation_pairs
+from sft.eval import chrf_by_language, eval_loss, generate, translation_pairs
 from sft.metrics import FlopCounter, MetricsLog, peak_flops
 from sft.model import (
     CausalLMLoss,
@@ -207,7 +207,7 @@ def train(cfg: Config) -> list[dict[str, Any]]:
     chrf_pairs = []
     if cfg.chrf_samples and cfg.distributed == "fsdp" and rt.world > 1:
         rt.log("chrf_samples: generation is not run under FSDP (every rank would have to generate); eval loss only")
-    elif cfg.chrf_samples and rt.main:
+    elif cfg.chrf_samples:
         if "validation" in files.splits:
             chrf_pairs = translation_pairs(files.splits["validation"], cfg.chrf_samples, cfg.seed)
         elif eval_set is not None:
@@ -218,9 +218,17 @@ def train(cfg: Config) -> list[dict[str, Any]]:
         if eval_batches:
             record["eval_loss"], record["eval_tokens"] = eval_loss(module, eval_batches, forward, rt.all_reduce,
                                                                    rt.device)
-        if chrf_pairs:
-            record["chrf"] = chrf_by_language(unwrap(module).model, tokenizer, fmt, chrf_pairs, rt.device,
-                                              cfg.chrf_max_new_tokens)
+        if chrf_pairs:  # each rank answers its share of the prompts; rank 0 gathers and scores
+            mine = generate(unwrap(module).model, tokenizer, fmt, [p["messages"] for p in chrf_pairs[rt.rank::rt.world]],
+                            rt.device, cfg.chrf_max_new_tokens)
+            shares = [mine]
+            if rt.world > 1:
+                shares = [None] * rt.world
+                torch.distributed.all_gather_object(shares, mine)
+            answers = [None] * len(chrf_pairs)
+            for r, share in enumerate(shares):
+                answers[r::rt.world] = share
+            record["chrf"] = chrf_by_language(chrf_pairs, answers)
         return record
 
     # ------------------------------------------------------------------ resume

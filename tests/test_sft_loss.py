@@ -105,7 +105,8 @@ def test_two_ranks_equal_one_process(tiny, synthetic_shard, tmp_path, distribute
     FSDP shards every decoder layer over the two ranks; DDP replicates."""
     common = {"packing": True, "max_steps": 3, "lr": 2e-2, "distributed": distributed}
     single = train(train_config(tiny, synthetic_shard, tmp_path / "one", batch_size=8, **common))
-    cfg = train_config(tiny, synthetic_shard, tmp_path / "two", batch_size=4, **common).to_dict()
+    chrf = {"chrf_samples": 3, "chrf_max_new_tokens": 4} if distributed == "ddp" else {}  # prompts split over ranks
+    cfg = train_config(tiny, synthetic_shard, tmp_path / "two", batch_size=4, **common, **chrf).to_dict()
     cfg_path = tmp_path / "two.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -119,3 +120,5 @@ def test_two_ranks_equal_one_process(tiny, synthetic_shard, tmp_path, distribute
     assert grad_norms(single) == pytest.approx(grad_norms(two), rel=1e-4)
     assert [r["target_tokens"] for r in single if "loss" in r] == [r["target_tokens"] for r in two if "loss" in r]
     assert_same_weights(adapter(tmp_path / "one" / "run"), adapter(tmp_path / "two" / "run"))
+    if chrf:
+        assert set(two[-1]["chrf"]) == {"swh_Latn", "yor_Latn"}
