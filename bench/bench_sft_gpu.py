@@ -122,6 +122,7 @@ def run_sft(args, work: Path, model_dir: Path, method: str, attention: str, warm
                 "save_every": -1, "output_dir": str(work / f"run-{method}-{attention}"),
                 "cache_dir": str(work / "cache"), "attn_implementation": attention,
                 "grad_checkpointing": args.grad_checkpointing, "precision": "bf16" if not args.tiny else "fp32",
+                "compile": args.compile,
                 "seed": 0}
     quiet = contextlib.redirect_stdout(io.StringIO()) if not args.verbose else contextlib.nullcontext()
     with quiet:
@@ -168,6 +169,7 @@ def run_trl(args, work: Path, model_dir: Path, method: str, attention: str, warm
                        gradient_checkpointing=args.grad_checkpointing,
                        gradient_checkpointing_kwargs={"use_reentrant": False}, logging_steps=1, report_to=[],
                        save_strategy="no", include_num_input_tokens_seen="non_padding", dataloader_num_workers=0,
+                       torch_compile=args.compile,
                        model_init_kwargs={"attn_implementation": attention,
                                           "dtype": torch.bfloat16 if bf16 and method == "lora" else torch.float32})
     peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=LORA_TARGETS, task_type="CAUSAL_LM") \
@@ -214,6 +216,7 @@ def main() -> None:
     p.add_argument("--examples", type=int, default=1500)
     p.add_argument("--full-layers", default="auto", help="decoder layers for full fine-tuning, or auto")
     p.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--compile", action="store_true", help="torch.compile (sft: each decoder layer; TRL: its own)")
     p.add_argument("--skip", default="", help="comma-separated: lora, full, trl")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args()
@@ -236,7 +239,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device {name}; torch {torch.__version__}; shapes {'tiny' if args.tiny else 'Llama-3-8B'}; "
           f"seq_len {args.seq_len} x batch {args.batch_size}; attention {attentions}; "
-          f"grad checkpointing {args.grad_checkpointing}")
+          f"grad checkpointing {args.grad_checkpointing}; compile {args.compile}")
 
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-sft-") as tmp:
