@@ -19,7 +19,7 @@ Batch lines use faults injected with path="batch" ("500" and "malformed" become 
 Every request is recorded (`events`): path, prompt, what was answered, time. Files and batches
 (`/v1/files`, `/v1/files/{id}/content`, `/v1/batches`, `/v1/batches/{id}`) are implemented enough
 for the openai client's Batch API calls; a batch goes validating -> in_progress -> completed over
-successive retrievals.
+successive retrievals (`batch_polls` of them).
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class OpenAIStub:
     def __init__(self, ntrex_dir: Path | str | None = None, *, model: str = "ntrex-mt", slow_seconds: float = 2.0,
                  retry_after: str = "1", judge_reply: str = '{"score": 4, "reason": "fluent and correct"}'):
         self.model, self.slow_seconds, self.retry_after, self.judge_reply = model, slow_seconds, retry_after, judge_reply
+        self.batch_polls = 2  # retrievals before a batch completes (the first ones see "in_progress")
         self.lock = threading.Lock()
         self.state = _State()
         self.src: list[str] = []
@@ -151,6 +152,7 @@ class OpenAIStub:
             self.state.events.clear()
             self.state.billed.clear()
             self.max_inflight = 0
+            self.batch_polls = 2
 
     @property
     def events(self) -> list[Event]:
@@ -298,12 +300,14 @@ def _handler(stub: OpenAIStub) -> type[BaseHTTPRequestHandler]:
                                                                      "created": 0, "owned_by": "datakit-tests"}]})
             if len(parts) == 4 and parts[2] == "batches" and parts[3] in stub.state.batches:
                 b = stub.state.batches[parts[3]]
-                nxt = {"validating": "in_progress", "in_progress": "completed"}.get(b["status"])
-                if nxt == "completed":
-                    stub.run_batch(b)
-                if nxt:
-                    b["status"] = nxt
-                return self._send(200, b)
+                if b["status"] != "completed":
+                    b["_polls"] = b.get("_polls", 0) + 1
+                    if b["_polls"] >= stub.batch_polls:
+                        stub.run_batch(b)
+                        b["status"] = "completed"
+                    else:
+                        b["status"] = "in_progress"
+                return self._send(200, {k: v for k, v in b.items() if not k.startswith("_")})
             if len(parts) == 5 and parts[2] == "files" and parts[4] == "content" and parts[3] in stub.state.files:
                 return self._send(200, None, raw=stub.state.files[parts[3]], ctype="application/octet-stream")
             return self._error(404, f"no route {self.path}")

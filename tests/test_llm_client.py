@@ -241,10 +241,13 @@ def test_batch_api_fills_the_same_cache(stub, english, ntrex, tmp_path):
 
 
 def test_batch_left_pending_is_collected_not_resubmitted(stub, english, tmp_path):
+    stub.batch_polls = 3
     reqs = requests_for(english, range(220, 224))
     impatient = client(tmp_path, batch_options=BatchOptions(poll_interval=0.01, max_wait=0.0))
     out = impatient.run(reqs, batch=True)
     assert all(o.reason == "llm_error" and "re-run to collect" in o.detail for o in out)
+    still = client(tmp_path, batch_options=BatchOptions(poll_interval=0.01, max_wait=0.0)).run(reqs, batch=True)
+    assert all(o.reason == "llm_error" for o in still)  # still running: waited for, not resubmitted
     later = client(tmp_path).run(reqs, batch=True)
     assert all(o.ok for o in later)
     assert [e.path for e in stub.events].count("/v1/batches") == 1  # submitted once, collected later

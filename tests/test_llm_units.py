@@ -28,6 +28,7 @@ from datakit.llm import (
     estimate_tokens,
     is_refusal,
     judge_validator,
+    open_client,
     parse_judgement,
     parse_retry_after,
     redact,
@@ -116,25 +117,30 @@ def test_budget_never_passes_cap_under_threads():
     assert budget.reserve(0.011) is None and budget.reserve(0.01) is not None
 
 
-def _hammer(ledger: str, n: int) -> int:
-    budget = Budget(0.5, ledger=ledger, run_id="run-1")
+def _hammer(client: LLMClient, worker: int, n: int) -> int:
+    """One process of a run: spend from the shared budget and write answers into the shared cache."""
     got = 0
-    for _ in range(n):
-        hold = budget.reserve(0.01)
+    for i in range(n):
+        hold = client.budget.reserve(0.01)
         if hold is None:
             break
-        budget.settle(hold, 0.01)
+        client.budget.settle(hold, 0.01)
         got += 1
+        key = cache_key("m", MSGS, {"seed": i})
+        client.cache.put(key, model="m", messages=MSGS, params={"seed": i}, answer=Answer(f"{worker}:{i}"))
     return got
 
 
-def test_budget_ledger_is_one_cap_for_several_processes(tmp_path):
-    ledger = str(tmp_path / "budget.sqlite3")
+def test_one_budget_and_one_cache_for_several_processes(tmp_path):
+    client = open_client("m", cache_dir=tmp_path, budget_usd=0.5, run_id="run-1")
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        counts = list(pool.map(_hammer, [ledger, ledger], [40, 40]))
+        counts = list(pool.map(_hammer, [client, client], [1, 2], [40, 40]))
     assert sum(counts) == 50 and min(counts) > 0
+    ledger = tmp_path / "budget.sqlite3"
     assert Budget(0.5, ledger=ledger, run_id="run-1").spent_usd == pytest.approx(0.5)
     assert Budget(0.5, ledger=ledger, run_id="run-2").spent_usd == 0
+    cache = ResponseCache(tmp_path)
+    assert len(cache) == max(counts)  # one answer per key, whichever process wrote it first
 
 
 def test_in_memory_budget_refuses_to_be_copied_to_other_processes(tmp_path):

@@ -219,15 +219,18 @@ def run_batch(client: LLMClient, todo: Sequence[_Item], opts: BatchOptions | Non
     results: dict[str, _Result] = {}
     # 1. Jobs an earlier run submitted and did not collect: collect them rather than pay again.
     for batch_id, keys in client.cache.pending_batches(endpoint):
-        log.info("collecting batch %s submitted by an earlier run", batch_id)
-        results.update(_collect_or_report(client, batch_id, {k: wanted[k] for k in keys if k in wanted}, {}, opts))
+        if wanted.keys() & set(keys):
+            log.info("collecting batch %s submitted by an earlier run", batch_id)
+            results.update(_collect_or_report(client, batch_id, {k: wanted[k] for k in keys if k in wanted}, {}, opts))
     for key, answer in client.cache.get_many(k for k in wanted if k not in results).items():
         results[key] = _Result(answer, via="cache")
+    # Requests in a job that is still running are never submitted again: they wait for that job.
+    in_flight = {k for _, keys in client.cache.pending_batches(endpoint) for k in keys}
     # 2. Reserve the worst case for each remaining request; what does not fit is not submitted.
     submit: list[_Item] = []
     holds: dict[str, Hold] = {}
     for item in todo:
-        if item.key in results and results[item.key].answer is not None:
+        if item.key in in_flight or (item.key in results and results[item.key].answer is not None):
             continue
         hold = client.budget.reserve(client._worst_usd(item, batch=True))
         if hold is None:

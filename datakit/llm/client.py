@@ -249,7 +249,7 @@ class LLMClient:
         tokens_out = sum(min(max_output_tokens(i.params), estimate_tokens(str(i.request.messages[-1].get("content", ""))))
                          for i in todo)
         price = self.prices.get(self.model)
-        if self.budget.cap_usd is not None:
+        if self.budget.cap_usd is not None and todo:
             self.prices.require(self.model)
         return Plan(self.model, len(items), len(unique), len(unique) - len(todo), len(todo), tokens_in, tokens_out,
                     price.cost(tokens_in, tokens_out, batch=batch) if price else None,
@@ -281,10 +281,14 @@ class LLMClient:
         if todo and batch:
             results.update(run_batch(self, todo))
         elif todo:
-            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo)),
-                                    thread_name_prefix="datakit-llm") as pool:
+            pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo)), thread_name_prefix="datakit-llm")
+            try:
                 for item, result in zip(todo, pool.map(self._send, todo), strict=True):
                     results[item.key] = result
+            finally:
+                # On an interrupt, requests not yet started are dropped; those in flight finish and
+                # land in the cache, so the next run does not pay for them again.
+                pool.shutdown(wait=True, cancel_futures=True)
         return self._outcomes(items, results, validator)
 
     def _outcomes(self, items: Sequence[_Item], results: Mapping[str, _Result],
@@ -403,8 +407,16 @@ def _create_parameters() -> frozenset[str]:
 
 
 def open_client(model: str, *, cache_dir: str | Path | None = None, budget_usd: float | None = None,
-                prices: Mapping[str, Any] | None = None, **kwargs: Any) -> LLMClient:
-    """The recipe's way in: model, cache folder (`--cache-dir`), budget and price overrides."""
-    return LLMClient(model, cache=ResponseCache(cache_dir), budget=budget_usd, prices=prices, **kwargs)
+                prices: Mapping[str, Any] | None = None, run_id: str | None = None, **kwargs: Any) -> LLMClient:
+    """The recipe's way in: model, cache folder (`--cache-dir`), budget and price overrides.
+
+    With `run_id` (say, the build's recipe hash and output folder), the budget is one tally shared
+    by every process of that run, kept beside the cache (`budget.sqlite3`): Dask workers then
+    share one cap, and a resumed run keeps counting what it already spent. Without it the budget
+    is in memory, for one process.
+    """
+    cache = ResponseCache(cache_dir)
+    budget = Budget(budget_usd, ledger=cache.dir / "budget.sqlite3", run_id=run_id) if run_id else Budget(budget_usd)
+    return LLMClient(model, cache=cache, budget=budget, prices=prices, **kwargs)
 
 
