@@ -29,6 +29,7 @@ from datakit.stages.dedup import dedup_key
 from datakit.stages.length import Length
 from datakit.stages.lid import LanguageId
 from datakit.stages.normalise import Normalise
+from datakit.stages.quality import Quality
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,14 @@ def record_stages(recipe: Recipe, lid_model: str | None) -> list[RecordStage]:
     if recipe.filters.lid.enabled:
         assert lid_model is not None, "the driver resolves the LID model before any task runs"
         stages.append(LanguageId(recipe.filters.lid, lid_model))
+    if recipe.filters.quality.enabled:
+        stages.append(Quality(recipe.filters.quality))
     return stages
 
 
 def stage_names(recipe: Recipe) -> list[str]:
     names = ["read", "construct", "normalise", "length"]
-    return names + (["lid"] if recipe.filters.lid.enabled else [])
+    return names + ["lid"] * recipe.filters.lid.enabled + ["quality"] * recipe.filters.quality.enabled
 
 
 def work_schema() -> pa.Schema:

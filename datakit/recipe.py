@@ -156,10 +156,28 @@ class Lid(Strict):
         return {_lang_code(k): x for k, x in v.items()}
 
 
+class Quality(Strict):
+    """Heuristic quality checks (see datakit/stages/quality.py)."""
+
+    enabled: bool = True
+    max_dup_lines: float = Field(0.3, ge=0, le=1)       # share of an answer's lines repeating an earlier one
+    max_dup_paragraphs: float = Field(0.3, ge=0, le=1)
+    max_dup_ngrams: float = Field(0.4, ge=0, le=1)      # share of tokens in repeated word 5-grams / char 10-grams
+    max_urls: int = Field(5, ge=0)
+    max_url_share: float = Field(0.3, ge=0, le=1)
+    pii: Literal["redact", "reject", "keep"] = "redact"  # e-mail addresses and phone numbers in answers
+    min_length_ratio: float = Field(1 / 3, gt=0)         # translation target/source, Han/kana/Hangul weighted
+    max_length_ratio: float = Field(3.0, gt=0)
+    ratio_min_length: int = Field(20, ge=1)              # shorter pairs: ratio not checked
+    untranslated_min_chars: int = Field(20, ge=1)
+    numbers_reject_tasks: list[str] = ["synthesised"]    # numbers are scored for all, rejected for these
+
+
 class Filters(Strict):
     normalise: Normalise = Normalise()
     length: Length = Length()
     lid: Lid = Lid()
+    quality: Quality = Quality()
 
 
 class Dedup(Strict):

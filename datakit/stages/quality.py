@@ -1,0 +1,140 @@
+"""Quality heuristics: what a record teaches must be worth teaching.
+
+General answers: repetition (duplicated lines, paragraphs, n-grams), mojibake (ftfy), unbalanced
+code fences, refusal boilerplate in English and Chinese, URL spam. Translations: the length ratio
+of the two sides (letters of Han, kana and Hangul weigh more: one carries a word or a syllable),
+untranslated copies, and numbers kept (scored always; rejected for the tasks the recipe names,
+since human translators legitimately write numbers as words). Personal data (e-mail addresses,
+phone numbers) in answers is redacted or rejected, as the recipe says. Every measured value goes
+into `scores.quality`, so a rejection can be explained and a threshold tuned.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+
+import ftfy
+import regex
+
+from datakit.recipe import Quality as QualityConfig
+from datakit.records import Record
+from datakit.scripts import script_counts
+from datakit.stages.base import RecordStage, StageStats
+from datakit.stages.dedup import dedup_text
+
+REFUSALS = regex.compile(
+    r"\bas an ai(?: language)? model\b|\bas an artificial intelligence\b|\bi(?:'m| am) (?:just )?an ai\b"
+    r"|\bi(?:'m| am) sorry,? but i (?:can(?:'|no)t|am (?:not able|unable))\b|\bi cannot (?:fulfil|fulfill|comply|assist with)"
+    r"|作为一个?(?:人工智能|AI|ai)(?:语言)?(?:模型|助手)|我是一个?(?:人工智能|AI)(?:语言)?模型|(?:抱歉|对不起)[，,]?\s*我(?:无法|不能)(?:提供|回答|满足|完成)",
+    regex.I,
+)
+EMAIL = regex.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b")
+PHONE = regex.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){2,4}(?![\w])")
+URL = regex.compile(r"https?://\S+|www\.\S+")
+NUMBER = regex.compile(r"\d+(?:[.,\u00a0\u202f ]\d{3})*(?:[.,]\d+)?")
+DENSE = {"Hani": 3.0, "Jpan": 3.0, "Hang": 2.0, "Yiii": 3.0}
+UNSPACED = {"Hani", "Jpan", "Thai", "Khmr", "Laoo", "Mymr", "Tibt", "Yiii"}
+
+
+def weighted_length(text: str) -> float:
+    return sum(n * DENSE.get(s, 1.0) for s, n in script_counts(text).items())
+
+
+def duplicated_fraction(items: list[str]) -> float:
+    """Share of items (lines, paragraphs) that repeat an earlier one."""
+    items = [i.strip() for i in items if i.strip()]
+    return (len(items) - len(set(items))) / len(items) if len(items) >= 3 else 0.0
+
+
+def ngram_repetition(text: str) -> float:
+    """Share of the text's tokens covered by word 5-grams (character 10-grams in unspaced scripts)
+    that occur more than once: high for text that loops."""
+    counts = script_counts(text)
+    unspaced = counts and max(counts, key=counts.get) in UNSPACED
+    tokens = [c for c in text if not c.isspace()] if unspaced else text.split()
+    n = 10 if unspaced else 5
+    if len(tokens) < 20 * n:
+        return 0.0  # a short answer may say a phrase twice; looping shows over a longer text
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    seen = Counter(grams)
+    covered = set()
+    for i, g in enumerate(grams):
+        if seen[g] > 1:
+            covered.update(range(i, i + n))
+    return len(covered) / len(tokens)
+
+
+def numbers(text: str) -> set[str]:
+    """Numbers written with digits (any script's digits), separators dropped: 7,000 and 7 000 match."""
+    ascii_digits = "".join(str(unicodedata.digit(c)) if unicodedata.category(c) == "Nd" else c for c in text)
+    return {regex.sub(r"[.,\u00a0\u202f ]", "", m).lstrip("0") or "0" for m in NUMBER.findall(ascii_digits)}
+
+
+class Quality(RecordStage):
+    name = "quality"
+
+    def __init__(self, config: QualityConfig):
+        self.config = config
+
+    def apply(self, record: Record, stats: StageStats) -> str | None:
+        c = self.config
+        scores = record["scores"].setdefault("quality", {})
+        answers = [m for m in record["messages"] if m["role"] == "assistant"]
+        if c.pii != "keep":
+            found = 0
+            for m in answers:
+                m["content"], n1 = EMAIL.subn("[EMAIL]", m["content"]) if c.pii == "redact" else (m["content"], len(EMAIL.findall(m["content"])))
+                m["content"], n2 = PHONE.subn("[PHONE]", m["content"]) if c.pii == "redact" else (m["content"], len(PHONE.findall(m["content"])))
+                found += n1 + n2
+            if found:
+                scores["pii"] = found
+                if c.pii == "reject":
+                    return "pii"
+        if record["task"] in ("translation", "interactive_translation", "synthesised") and record.get("_dedup_parts"):
+            reason = self.bitext(record, scores)
+            if reason:
+                return reason
+        text = "\n".join(m["content"] for m in answers)
+        # Only text that ftfy can decode back (UTF-8 read as Latin-1 and the like) is mojibake; its
+        # `badness` heuristic alone flags legitimate quotes next to accented letters.
+        if ftfy.fix_encoding(text) != text:
+            scores["mojibake"] = True
+            return "mojibake"
+        if text.count("```") % 2:
+            return "unbalanced_code_fence"
+        if record["task"] in ("general", "synthesised") and REFUSALS.search(text):
+            return "refusal"
+        urls = URL.findall(text)
+        if urls and (len(urls) > c.max_urls or sum(map(len, urls)) / max(1, len(text)) > c.max_url_share):
+            scores["urls"] = len(urls)
+            return "url_spam"
+        if record["task"] not in ("general", "synthesised"):
+            return None  # repetition is a failure of generated text; references repeat on purpose
+        lines = duplicated_fraction(text.split("\n"))
+        paras = duplicated_fraction(text.split("\n\n"))
+        grams = ngram_repetition(text)
+        if lines or paras or grams:
+            scores["repetition"] = [round(lines, 3), round(paras, 3), round(grams, 3)]
+        if lines > c.max_dup_lines or paras > c.max_dup_paragraphs or grams > c.max_dup_ngrams:
+            return "repetitive"
+        return None
+
+    def bitext(self, record: Record, scores: dict) -> str | None:
+        c = self.config
+        src, tgt = record["_dedup_parts"][:2]
+        ls, lt = weighted_length(src), weighted_length(tgt)
+        if min(ls, lt) > 0 and max(ls, lt) >= c.ratio_min_length:
+            ratio = lt / ls
+            scores["length_ratio"] = round(ratio, 3)
+            if not (c.min_length_ratio <= ratio <= c.max_length_ratio):
+                return "length_ratio"
+        if record.get("src_lang") != record.get("tgt_lang") and len(src) >= c.untranslated_min_chars and dedup_text(src) == dedup_text(tgt):
+            return "untranslated"
+        wanted = numbers(src)
+        if wanted:
+            kept = len(wanted & numbers(tgt)) / len(wanted)
+            scores["numbers_kept"] = round(kept, 3)
+            if kept < 1 and record["task"] in c.numbers_reject_tasks:
+                return "numbers_mismatch"
+        return None

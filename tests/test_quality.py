@@ -1,0 +1,68 @@
+"""Quality heuristics on real answers: clean ones kept, planted defects rejected with their reason."""
+
+from __future__ import annotations
+
+import json
+
+from datakit.recipe import Quality as QualityConfig
+from datakit.records import new_record
+from datakit.stages.base import StageStats
+from datakit.stages.quality import Quality, numbers
+
+
+def general(answer: str, lang: str = "eng_Latn", task: str = "general"):
+    return new_record(messages=[{"role": "user", "content": "Tell me."}, {"role": "assistant", "content": answer}],
+                      lang=lang, task=task, source="t", license="x")
+
+
+def translation(src: str, tgt: str, task: str = "translation"):
+    r = new_record(messages=[{"role": "user", "content": f"Translate:\n{src}"}, {"role": "assistant", "content": tgt}],
+                   lang="swh_Latn", task=task, source="t", license="x", src_lang="eng_Latn", tgt_lang="swh_Latn")
+    r["_dedup_parts"] = [src, tgt]
+    return r
+
+
+def verdicts(records, **config):
+    stage = Quality(QualityConfig(**config))
+    stats = StageStats("quality")
+    kept, rejected = stage.run(records, stats)
+    return [next((r.reason for r in rejected if r.record is rec), None) for rec in records]
+
+
+def test_clean_real_answers_are_kept(corpus):
+    data = json.loads((corpus / "alpaca-demo/data/alpaca_en_demo.json").read_text(encoding="utf-8"))[:300]
+    results = verdicts([general(r["output"]) for r in data])
+    assert results.count(None) >= 0.97 * len(results)
+
+
+def test_planted_defects_get_their_reason():
+    loop = " ".join(["The answer is that we should always keep going forward."] * 40)
+    cases = {
+        "repetitive": general(loop),
+        "refusal": general("As an AI language model, I cannot have opinions about that."),
+        "mojibake": general("The cafÃ© was closed, donâ€™t go there."),
+        "unbalanced_code_fence": general("Here is the code:\n```python\nprint('hi')\n"),
+        "url_spam": general(" ".join(f"https://spam{i}.example.com/buy" for i in range(8))),
+        "length_ratio": translation("A short sentence about the weather in Nairobi today.", "Hali ya hewa " * 30),
+        "untranslated": translation("The committee will meet again next week.", "The committee will meet again next week."),
+        "numbers_mismatch": translation("Prices rose by 12 percent in 2019.", "Bei zilipanda kwa asilimia 15 mwaka 2018.", "synthesised"),
+    }
+    cases["refusal_zh"] = general("作为一个人工智能语言模型，我无法回答这个问题。", "zho_Hans")
+    got = dict(zip(cases, verdicts(list(cases.values())), strict=True))
+    assert got == {**{k: k for k in cases if k != "refusal_zh"}, "refusal_zh": "refusal"}
+
+
+def test_numbers_are_scored_for_human_translations_not_rejected():
+    r = translation("Prices rose by 12 percent in 2019.", "Bei zilipanda kwa asilimia kumi na mbili mwaka 2019.")
+    assert verdicts([r]) == [None]
+    assert r["scores"]["quality"]["numbers_kept"] == 0.5
+    assert numbers("7,000 tons and ٣ boats, 1.5 million") == {"7000", "3", "15"}
+
+
+def test_personal_data_is_redacted_or_rejected_as_configured():
+    text = "Write to jane.doe@example.org or call +1 415-555-0134 for details."
+    r = general(text)
+    assert verdicts([r]) == [None]
+    assert r["messages"][-1]["content"] == "Write to [EMAIL] or call [PHONE] for details."
+    assert verdicts([general(text)], pii="reject") == ["pii"]
+    assert verdicts([general("In 2019, 3,500 people came; the score was 38 - 17.")], pii="reject") == [None]
