@@ -164,8 +164,10 @@ def test_budget_cap_is_never_exceeded(stub, english, tmp_path):
     assert sum(o.cost_usd for o in out) <= cap and c.budget.spent_usd <= cap
     billed = sum(p + q for p, q in stub.billed) * 0.001  # what the server says it served, delivered or not
     assert billed <= cap
-    sent = set(stub.by_prompt())
-    assert not sent & {english[int(o.id.split(":")[1])] for o in skipped}  # skipped ones never sent
+    # Refused requests were not sent (or, refused on a retry, not sent again).
+    sent = stub.by_prompt()
+    assert all(len(sent.get(english[int(o.id.split(":")[1])], [])) == o.attempts for o in skipped)
+    assert sum(o.attempts == 0 for o in skipped) >= 1
     # A new run with a new budget pays only for what is left; the answers already bought are free.
     before = len(stub.events)
     rest = client(tmp_path, budget=cap).run(reqs)
@@ -238,6 +240,18 @@ def test_batch_api_fills_the_same_cache(stub, english, ntrex, tmp_path):
     live = client(tmp_path).run(requests_for(english, lines))
     assert all(o.ok for o in live) and [o.cached for o in live].count(False) == 1
     assert list(stub.by_prompt(CHAT)) == [english[203]]
+
+
+def test_batch_respects_the_budget(stub, english, tmp_path):
+    cap = 1.5
+    c = client(tmp_path, budget=cap)
+    out = c.run(requests_for(english, range(230, 240), max_tokens=200), batch=True)
+    ok = [o for o in out if o.ok]
+    skipped = [o for o in out if o.reason == "budget_exceeded"]
+    assert ok and skipped and len(ok) + len(skipped) == 10
+    assert sum(o.cost_usd for o in out) <= cap and c.budget.spent_usd <= cap
+    assert sum(p + q for p, q in stub.billed) * 0.001 * 0.5 <= cap  # at batch prices
+    assert len(stub.by_prompt("batch")) == len(ok)  # refused ones were not submitted
 
 
 def test_batch_left_pending_is_collected_not_resubmitted(stub, english, tmp_path):

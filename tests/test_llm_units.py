@@ -117,6 +117,19 @@ def test_budget_never_passes_cap_under_threads():
     assert budget.reserve(0.011) is None and budget.reserve(0.01) is not None
 
 
+def test_budget_waits_for_requests_in_flight_rather_than_refusing():
+    budget = Budget(1.0)
+    hold = budget.reserve(0.8)
+    threading.Timer(0.2, budget.settle, args=(hold, 0.1)).start()
+    start = time.monotonic()
+    assert budget.reserve(0.5) is not None  # fits once the 0.8 held settles at its real 0.1
+    assert 0.15 <= time.monotonic() - start < 5
+    start = time.monotonic()
+    assert budget.reserve(0.95) is None  # 0.1 spent + 0.95 > 1.0 whatever happens: refused at once
+    assert budget.reserve(0.5, wait=0.1) is None  # would fit if the 0.5 held settled cheaply: waits, times out
+    assert 0.1 <= time.monotonic() - start < 1
+
+
 def _hammer(client: LLMClient, worker: int, n: int) -> int:
     """One process of a run: spend from the shared budget and write answers into the shared cache."""
     got = 0

@@ -232,7 +232,8 @@ def run_batch(client: LLMClient, todo: Sequence[_Item], opts: BatchOptions | Non
     for item in todo:
         if item.key in in_flight or (item.key in results and results[item.key].answer is not None):
             continue
-        hold = client.budget.reserve(client._worst_usd(item, batch=True))
+        # No waiting: the money held here is this thread's own, for the job about to be submitted.
+        hold = client.budget.reserve(client._worst_usd(item, batch=True), wait=0)
         if hold is None:
             results[item.key] = _Result(None, "budget_exceeded", "not submitted: its worst case does not fit the "
                                         "budget", 0.0, 0, "batch")

@@ -19,6 +19,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,21 +156,30 @@ class Budget:
     """A spending cap in USD for one run: reserve the worst case before sending, settle after.
 
     In memory by default (threads of one process). With `ledger` (a file path), the tally lives in
-    SQLite so several processes (Dask workers) share one cap; `run_id` names the run in it. An
-    in-memory budget refuses to be pickled, because copies in several processes would each allow
-    the whole cap. `cap_usd=None` tracks spending with no limit.
+    SQLite so several processes (Dask workers) share one cap; `run_id` names the run in it (a
+    resumed run with the same id keeps counting what it spent). An in-memory budget refuses to be
+    pickled, because copies in several processes would each allow the whole cap. `cap_usd=None`
+    tracks spending with no limit.
+
+    A request that does not fit only because of money held for requests in flight waits (up to
+    `max_wait` seconds) for them to settle, since they usually cost far less than their worst
+    case; one that could not fit even then is refused at once. Without the wait, a queue of
+    requests would be refused in a burst while a few others were in flight, leaving much of the
+    budget unspent. A process that dies holding money leaves it held in a ledger (on the safe
+    side); a new `run_id` starts a fresh tally.
     """
 
     def __init__(self, cap_usd: float | None, *, ledger: str | os.PathLike[str] | None = None,
-                 run_id: str = "default"):
+                 run_id: str = "default", max_wait: float = 3600.0):
         if cap_usd is not None and cap_usd < 0:
             raise DatakitError("the LLM budget cannot be negative")
         self.cap_usd = cap_usd
         # Round the cap down, costs up: the tally can only err on the safe side.
         self._cap = None if cap_usd is None else math.floor(cap_usd * 1e9 + 1e-6)
         self.ledger = Path(ledger) if ledger is not None else None
-        self.run_id = run_id
+        self.run_id, self.max_wait = run_id, max_wait
         self._lock = threading.Lock()
+        self._settled = threading.Condition()
         self._spent = self._reserved = 0
         if self.ledger is not None:
             self.ledger.parent.mkdir(parents=True, exist_ok=True)
@@ -179,10 +189,11 @@ class Budget:
     def __getstate__(self) -> dict[str, Any]:
         if self.ledger is None:
             raise TypeError("an in-memory Budget cannot be shared across processes; give it a ledger path")
-        return {"cap_usd": self.cap_usd, "ledger": self.ledger, "run_id": self.run_id}
+        return {"cap_usd": self.cap_usd, "ledger": self.ledger, "run_id": self.run_id, "max_wait": self.max_wait}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["cap_usd"], ledger=state["ledger"], run_id=state["run_id"])  # type: ignore[misc]
+        self.__init__(state["cap_usd"], ledger=state["ledger"], run_id=state["run_id"],  # type: ignore[misc]
+                      max_wait=state["max_wait"])
 
     def _db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.ledger, timeout=60, isolation_level=None)  # type: ignore[arg-type]
@@ -207,20 +218,36 @@ class Budget:
             finally:
                 db.close()
 
-    def reserve(self, usd: float) -> Hold | None:
-        """Set `usd` aside if it fits under the cap with everything spent and held; else None."""
+    def reserve(self, usd: float, *, wait: float | None = None) -> Hold | None:
+        """Set `usd` aside if it fits under the cap with everything spent and held; else None.
+
+        Waits (at most `wait`, default `max_wait` seconds) while it would fit once requests in
+        flight settle.
+        """
         amount = _nano(usd)
+        deadline = time.monotonic() + (self.max_wait if wait is None else wait)
 
-        def change(spent: int, reserved: int) -> tuple[int, int, Hold | None]:
-            if self._cap is not None and spent + reserved + amount > self._cap:
-                return spent, reserved, None
-            return spent, reserved + amount, Hold(amount)
+        def change(spent: int, reserved: int) -> tuple[int, int, str]:
+            if self._cap is None or spent + reserved + amount <= self._cap:
+                return spent, reserved + amount, "ok"
+            if spent + amount > self._cap or reserved == 0:
+                return spent, reserved, "never"  # spending only grows: this is final
+            return spent, reserved, "later"
 
-        return self._update(change)
+        while True:
+            verdict = self._update(change)
+            if verdict == "ok":
+                return Hold(amount)
+            if verdict == "never" or time.monotonic() >= deadline:
+                return None
+            with self._settled:
+                self._settled.wait(timeout=0.05)  # woken by a settle here; polls a shared ledger
 
     def settle(self, hold: Hold, usd: float) -> None:
         """Release `hold` and record what the request really cost."""
         self._update(lambda s, r: (s + _nano(usd), r - hold.nano, None))
+        with self._settled:
+            self._settled.notify_all()
 
     def charge(self, usd: float) -> None:
         """Record money already spent elsewhere (a batch job submitted by an earlier run)."""
