@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 from rich.console import Console
 from rich.logging import RichHandler
@@ -36,7 +35,7 @@ from datakit import languages
 from datakit.engine.dask import DaskEngine
 from datakit.engine.store import WORK_DIR, atomic_path, explain_os_error, prune, write_json
 from datakit.errors import DatakitError, OutputError, RecipeError
-from datakit.global_stages import RejectJob, load_keys, write_rejected
+from datakit.global_stages import run_global
 from datakit.models import resolve_lid_model
 from datakit.prepare import PrepareJob, prepare, stage_names
 from datakit.recipe import Recipe, load_recipe, with_overrides
@@ -46,9 +45,8 @@ from datakit.sources import adapter_for
 from datakit.sources.base import Partition, ReadContext
 from datakit.sources.hub import check_reachable
 from datakit.sources.rows import local_root
-from datakit.stages.balance import plan_selection
 from datakit.stages.base import StageStats
-from datakit.stages.dedup import find_duplicates
+from datakit.stages.decontaminate import Index, build_index
 from datakit.write.card import render_card
 from datakit.write.manifest import build_manifest
 from datakit.write.shards import plan_shards, write_shard
@@ -138,20 +136,22 @@ def input_fingerprint(recipe: Recipe, ctx: ReadContext) -> str:
     return h.hexdigest()
 
 
-def fingerprints(recipe: Recipe, ctx: ReadContext, lid_model: str | None) -> dict[str, str]:
+def fingerprints(recipe: Recipe, ctx: ReadContext, lid_model: str | None, decontamination: Index | None) -> dict[str, str]:
     """One fingerprint per phase, each folding in the ones before: change a setting, redo from there."""
     r = recipe.model_dump(mode="json", by_alias=True)
     prepare_part = {k: r[k] for k in ("seed", "pivots", "sources", "construct", "filters")}
     model = (Path(lid_model).name, Path(lid_model).stat().st_size) if lid_model else None
+    evals = hashlib.sha256(str(sorted(decontamination.grams)).encode()).hexdigest() if decontamination else None
     context = {"sample": ctx.sample, "langs": sorted(ctx.langs) if ctx.langs else None, "rows_per_task": ctx.rows_per_task,
-               "lid_model": model}
+               "lid_model": model, "eval_sets": evals}
 
     def h(*parts: Any) -> str:
         return hashlib.sha256(canonical_json([datakit.__version__, *parts]).encode()).hexdigest()
 
     fp = {"prepare": h(prepare_part, context, input_fingerprint(recipe, ctx))}
-    fp["exact_dedup"] = h(fp["prepare"], r["dedup"])
-    fp["write"] = h(fp["exact_dedup"], r["balance"], r["seed"], r["output"])
+    fp["exact_dedup"] = h(fp["prepare"], r["dedup"]["exact"])
+    fp["near_dedup"] = h(fp["exact_dedup"], r["dedup"]["near"])
+    fp["write"] = h(fp["near_dedup"], r["balance"], r["seed"], r["output"])
     return fp
 
 
@@ -188,62 +188,6 @@ def plan_partitions(recipe: Recipe, ctx: ReadContext) -> list[Partition]:
         log.info("source %-18s %4d task%s", source.name, len(found), "" if len(found) == 1 else "s")
         parts.extend(found)
     return parts
-
-
-# ---------------------------------------------------------------------------- 3. global stages
-
-
-def global_stages(recipe: Recipe, prepared: list[dict], fp: dict[str, str], out: Path, engine) -> dict[str, Any]:
-    files = [p["records"] for p in prepared]
-    keys = load_keys(files)
-    n = keys.num_rows
-    part_source = np.array([p["source"] for p in prepared] or [""], dtype=object)
-
-    dedup = StageStats("exact_dedup", in_=n)
-    dropped = np.zeros(n, dtype=bool)
-    reject_jobs = []
-    if recipe.dedup.exact and n:
-        dups = find_duplicates(keys.select(["part", "row", "id", "key"]))
-        offsets = np.cumsum([0] + [p["rows"] for p in prepared])
-        parts, rows, matched = dups.column("part").to_numpy(), dups.column("row").to_numpy(), dups.column("duplicate_of").to_pylist()
-        dropped[offsets[parts] + rows] = True
-        by_part: dict[int, list[tuple[int, str]]] = {}
-        for p, r, m in zip(parts, rows, matched, strict=True):
-            by_part.setdefault(int(p), []).append((int(r), m))
-        for p, items in sorted(by_part.items()):
-            items.sort()
-            reject_jobs.append(RejectJob("exact_dedup", "exact_duplicate", files[p], tuple(r for r, _ in items), tuple(m for _, m in items),
-                                         "duplicate_of", str(out), fp["exact_dedup"], prepared[p]["task"]))
-        if len(dups):
-            dedup.rejected["exact_duplicate"] = len(dups)
-    dedup.kept = n - int(dropped.sum())
-    rejected_files = {"exact_dedup": [r["file"] for r in engine.map(write_rejected, reject_jobs, "exact dedup")]}
-
-    survivors = keys.filter(pa.array(~dropped))
-    plan = plan_selection(survivors.select(["id", "group", "lang", "task"]), recipe.balance.target_size,
-                          recipe.balance.mix, recipe.balance.temperature, recipe.seed)
-    balance = StageStats("balance", in_=survivors.num_rows, kept=int(plan.selected.sum()),
-                         unselected=int((~plan.selected).sum()))
-    selected = survivors.filter(pa.array(plan.selected))
-
-    per_source = _per_source_global(keys, dropped, survivors, plan.selected, part_source)
-    return {"stages": [dedup, balance], "selected": selected, "files": files, "rejected_files": rejected_files,
-            "shortfall": plan.shortfall, "quotas": plan.quotas, "per_source": per_source}
-
-
-def _per_source_global(keys: pa.Table, dropped: np.ndarray, survivors: pa.Table, selected: np.ndarray, part_source: np.ndarray) -> dict[str, list[StageStats]]:
-    src_all = part_source[keys.column("part").to_numpy()] if keys.num_rows else np.array([], dtype=object)
-    src_surv = part_source[survivors.column("part").to_numpy()] if survivors.num_rows else np.array([], dtype=object)
-    out = {}
-    for name in sorted(set(src_all)):
-        in_all = src_all == name
-        d = StageStats("exact_dedup", in_=int(in_all.sum()), kept=int((in_all & ~dropped).sum()))
-        if int((in_all & dropped).sum()):
-            d.rejected["exact_duplicate"] = int((in_all & dropped).sum())
-        in_surv = src_surv == name
-        b = StageStats("balance", in_=int(in_surv.sum()), kept=int((in_surv & selected).sum()), unselected=int((in_surv & ~selected).sum()))
-        out[name] = [d, b]
-    return out
 
 
 # ---------------------------------------------------------------------------- 5. finalise
@@ -346,15 +290,16 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     out = Path(opts.output)
     prepare_output(out, opts.overwrite)
     lid_model = str(resolve_lid_model(recipe.filters.lid.model, ctx.mirror)) if recipe.filters.lid.enabled else None
-    fp = fingerprints(recipe, ctx, lid_model)
+    decontamination = build_index(recipe.filters.decontaminate, ctx.data_dir, ctx.mirror) if recipe.filters.decontaminate.sets else None
+    fp = fingerprints(recipe, ctx, lid_model, decontamination)
     log.info("recipe %s (%s), seed %d, languages: %s%s", recipe.name, recipe_path, recipe.seed,
              "all" if ctx.langs is None else f"{len(ctx.langs)} selected", f", sample {ctx.sample} rows per source" if ctx.sample else "")
 
     with DaskEngine(opts.workers, opts.scheduler, console) as engine:
         partitions = plan_partitions(recipe, ctx)
-        jobs = [PrepareJob(recipe, p, ctx, str(out), fp["prepare"], opts.strict, lid_model) for p in partitions]
+        jobs = [PrepareJob(recipe, p, ctx, str(out), fp["prepare"], opts.strict, lid_model, decontamination) for p in partitions]
         prepared = engine.map(prepare, jobs, "prepare")
-        glob = global_stages(recipe, prepared, fp, out, engine)
+        glob = run_global(recipe, prepared, fp, out, engine)
         selected = glob["selected"]
         shard_jobs = plan_shards(selected.select(["part", "row", "id", "lang", "nbytes"]), glob["files"], recipe.output, str(out), fp["write"])
         written = engine.map(write_shard, shard_jobs, "write")
@@ -364,7 +309,7 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     stats = assemble_stats(recipe, prepared, glob)
     write_json(out / "stats.json", stats)
     build_info = {"langs": "all" if ctx.langs is None else sorted(ctx.langs), "sample": ctx.sample,
-                  "stages": stage_names(recipe) + ["exact_dedup", "balance"]}
+                  "stages": [s["name"] for s in stats["stages"]]}
     data_files = [out / w["path"] for w in written]
     counts = data_counts(selected, prepared)
     manifest = build_manifest(out, recipe_hash=recipe.fingerprint(), recipe_name=recipe.name, seed=recipe.seed, build=build_info,
@@ -382,7 +327,7 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
                               "sha256": hashlib.sha256((out / "README.md").read_bytes()).hexdigest()})
     manifest["files"].sort(key=lambda e: e["path"])
     write_json(out / "manifest.json", manifest)
-    prune(out, {"prepare": {fp["prepare"]}, "exact_dedup": {fp["exact_dedup"]}, "write": {fp["write"]}})
+    prune(out, {stage: {fp[stage]} for stage in ("prepare", "exact_dedup", "near_dedup", "write")})
     seconds = time.perf_counter() - started
     print_funnel(console, stats)
     made = stats["stages"][1]["kept"]

@@ -1,14 +1,15 @@
-"""The stages that need the whole corpus at once: exact dedup and balance.
+"""The stages that need the whole corpus at once: exact dedup, near dedup, balance.
 
 They run on the driver over compact keys read from the prepared work files (id, group, language,
-task, dedup key, size: a few dozen bytes a record), never over the text. Their decisions are then
-applied per work file: rejected duplicates are written by one task per file that has any.
+task, dedup key, size: a few dozen bytes a record; near dedup reads its signature one LSH band at a
+time), never over the text. Each stage narrows a mask of surviving rows; its rejections are then
+written per work file by one task per file that has any, with what each rejected row matched.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datakit.engine.store import StageDir, atomic_path
+from datakit.recipe import Recipe
 from datakit.schema import rejected_schema
+from datakit.stages import near_dedup as nd
+from datakit.stages.balance import plan_selection
+from datakit.stages.base import StageStats
+from datakit.stages.dedup import find_duplicates
 from datakit.write.shards import take_rows
 
 KEY_COLUMNS = ["id", "group", "lang", "task", "_dkey", "_nbytes"]
@@ -47,8 +53,7 @@ class RejectJob:
     reason: str
     source_file: str
     rows: tuple[int, ...]
-    matched: tuple[str, ...]
-    matched_field: str
+    meta: tuple[dict, ...]
     out: str
     fingerprint: str
     task: str
@@ -60,13 +65,142 @@ def write_rejected(job: RejectJob) -> dict[str, Any]:
     if done is not None:
         return done
     table = take_rows(job.source_file, job.rows)
-    rows = table.drop_columns(["_dkey", "_nbytes"]).to_pylist()
-    for row, matched in zip(rows, job.matched, strict=True):
+    rows = table.select([c for c in rejected_schema().names if c in table.column_names]).to_pylist()
+    for row, extra in zip(rows, job.meta, strict=True):
         meta = json.loads(row["meta"])
-        meta[job.matched_field] = matched
+        meta.update(extra)
         row["meta"] = json.dumps(meta, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         row["stage"], row["reason"] = job.stage, job.reason
     path = stage_dir.file("rejected", job.stage, f"{job.task}.parquet")
     with atomic_path(path) as tmp:
         pq.write_table(pa.Table.from_pylist(rows, schema=rejected_schema()), tmp, compression="zstd")
     return stage_dir.complete(job.task, {"file": str(path), "rows": len(rows)})
+
+
+@dataclass
+class Removal:
+    """What one global stage took out: rows (global indices) and, per row, what to add to its meta."""
+
+    stage: str
+    reason: str
+    rows: np.ndarray
+    meta: list[dict] = field(default_factory=list)
+
+
+def exact_removal(keys: pa.Table, alive: np.ndarray) -> Removal:
+    index = np.flatnonzero(alive)
+    sub = keys.take(pa.array(index)).select(["id", "key"])
+    sub = sub.append_column("part", pa.array(np.zeros(len(index), dtype=np.int64))).append_column("row", pa.array(index))
+    dups = find_duplicates(sub)
+    rows = dups.column("row").to_numpy()
+    return Removal("exact_dedup", "exact_duplicate", rows, [{"duplicate_of": m} for m in dups.column("duplicate_of").to_pylist()])
+
+
+def near_removal(keys: pa.Table, alive: np.ndarray, files: list[str], params: nd.MinHashParams) -> Removal:
+    """Near duplicates among the surviving rows (global indices in, global indices out)."""
+    index = np.flatnonzero(alive)
+    parts = keys.column("part").to_numpy()
+    rows = keys.column("row").to_numpy()
+    cols = nd.columns(params)
+
+    def read(columns: list[str]) -> pa.Table:
+        return pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
+
+    def read_band(band: int):
+        t = read(["_nkey", *cols[band * params.rows : (band + 1) * params.rows]])
+        band_cols = np.stack([t.column(c).to_numpy() for c in t.column_names[1:]], axis=1)[index]
+        return band_cols, t.column("_nkey").to_numpy()[index]
+
+    pairs = nd.candidate_pairs(read_band, len(index), params)
+    if len(pairs) == 0:
+        return Removal("near_dedup", "near_duplicate", np.zeros(0, dtype=np.int64))
+    involved = np.unique(pairs)
+    sigs = np.zeros((len(involved), params.num_perm), dtype=np.uint16)
+    where = {int(v): i for i, v in enumerate(involved)}
+    glob_rows = index[involved]
+    for p in np.unique(parts[glob_rows]):
+        mine = np.flatnonzero(parts[glob_rows] == p)
+        t = take_rows(files[int(p)], tuple(int(r) for r in rows[glob_rows[mine]]), cols)
+        sigs[mine] = np.stack([t.column(c).to_numpy() for c in cols], axis=1)
+    a = sigs[[where[int(i)] for i in pairs[:, 0]]]
+    b = sigs[[where[int(j)] for j in pairs[:, 1]]]
+    similarity = (a == b).mean(axis=1)
+    ids = keys.column("id").to_pylist()
+    local_ids = [ids[i] for i in index]
+    found = nd.clusters(pairs, similarity, local_ids, params.threshold)
+    out_rows = np.array(sorted(index[r] for r in found), dtype=np.int64)
+    by_global = {int(index[r]): (rep, s) for r, (rep, s) in found.items()}
+    meta = [{"near_duplicate_of": local_ids[by_global[int(g)][0]], "similarity": round(by_global[int(g)][1], 3)} for g in out_rows]
+    return Removal("near_dedup", "near_duplicate", out_rows, meta)
+
+
+def reject_jobs(removal: Removal, keys: pa.Table, files: list[str], tasks: list[str], out: Path, fingerprint: str) -> list[RejectJob]:
+    parts = keys.column("part").to_numpy()
+    rows = keys.column("row").to_numpy()
+    by_part: dict[int, list[tuple[int, dict]]] = {}
+    for g, extra in zip(removal.rows, removal.meta, strict=True):
+        by_part.setdefault(int(parts[g]), []).append((int(rows[g]), extra))
+    jobs = []
+    for p, items in sorted(by_part.items()):
+        items.sort(key=lambda x: x[0])
+        jobs.append(RejectJob(removal.stage, removal.reason, files[p], tuple(r for r, _ in items), tuple(m for _, m in items),
+                              str(out), fingerprint, tasks[p]))
+    return jobs
+
+
+def run_global(recipe: Recipe, prepared: list[dict], fp: dict[str, str], out: Path, engine) -> dict[str, Any]:
+    files = [p["records"] for p in prepared]
+    tasks = [p["task"] for p in prepared]
+    keys = load_keys(files)
+    n = keys.num_rows
+    source_of_part = np.array([p["source"] for p in prepared] or [""], dtype=object)
+    source = source_of_part[keys.column("part").to_numpy()] if n else np.array([], dtype=object)
+    alive = np.ones(n, dtype=bool)
+    stages: list[StageStats] = []
+    per_source: dict[str, list[StageStats]] = {name: [] for name in sorted(set(source))}
+    rejected_files: dict[str, list[str]] = {}
+
+    def account(name: str, entering: np.ndarray, removed: np.ndarray, reason: str | None, unselected: bool = False) -> None:
+        st = StageStats(name, in_=int(entering.sum()))
+        gone = int((entering & removed).sum())
+        st.kept = st.in_ - gone
+        if gone and unselected:
+            st.unselected = gone
+        elif gone:
+            st.rejected[reason] = gone
+        stages.append(st)
+        for src in per_source:
+            mine = source == src
+            s = StageStats(name, in_=int((entering & mine).sum()))
+            g = int((entering & removed & mine).sum())
+            s.kept = s.in_ - g
+            if g and unselected:
+                s.unselected = g
+            elif g:
+                s.rejected[reason] = g
+            per_source[src].append(s)
+
+    params = nd.params_for(recipe.dedup.near)
+    dedup_stages = [("exact_dedup", recipe.dedup.exact, lambda: exact_removal(keys, alive)),
+                    ("near_dedup", params is not None, lambda: near_removal(keys, alive, files, params))]
+    for stage_name, enabled, find in dedup_stages:
+        if not enabled:
+            continue
+        removal = find()
+        removed = np.zeros(n, dtype=bool)
+        removed[removal.rows] = True
+        account(stage_name, alive.copy(), removed, removal.reason)
+        jobs = reject_jobs(removal, keys, files, tasks, out, fp[stage_name])
+        rejected_files[stage_name] = [r["file"] for r in engine.map(write_rejected, jobs, stage_name.replace("_", " "))]
+        alive &= ~removed
+
+    index = np.flatnonzero(alive)
+    survivors = keys.take(pa.array(index))
+    plan = plan_selection(survivors.select(["id", "group", "lang", "task"]), recipe.balance.target_size,
+                          recipe.balance.mix, recipe.balance.temperature, recipe.seed)
+    left_out = np.zeros(n, dtype=bool)
+    left_out[index[~plan.selected]] = True
+    account("balance", alive.copy(), left_out, None, unselected=True)
+    selected = survivors.filter(pa.array(plan.selected))
+    return {"stages": stages, "selected": selected, "files": files, "rejected_files": rejected_files,
+            "shortfall": plan.shortfall, "quotas": plan.quotas, "per_source": per_source}

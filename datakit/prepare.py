@@ -25,9 +25,11 @@ from datakit.schema import record_schema, rejected_schema
 from datakit.sources import adapter_for
 from datakit.sources.base import Partition, RawError, ReadContext
 from datakit.stages.base import RecordStage, Rejection, StageStats
+from datakit.stages.decontaminate import Decontaminate, Index
 from datakit.stages.dedup import dedup_key
 from datakit.stages.length import Length
 from datakit.stages.lid import LanguageId
+from datakit.stages.near_dedup import MinHashParams, params_for, signature_columns, work_fields
 from datakit.stages.normalise import Normalise
 from datakit.stages.quality import Quality
 
@@ -37,7 +39,7 @@ BATCH_ROWS = 2_000
 WORK_ROW_GROUP = 1_000
 
 
-def record_stages(recipe: Recipe, lid_model: str | None) -> list[RecordStage]:
+def record_stages(recipe: Recipe, lid_model: str | None, contamination: Index | None) -> list[RecordStage]:
     """The per-record stages, in the order a record goes through them."""
     stages: list[RecordStage] = [Normalise(recipe.filters.normalise), Length(recipe.filters.length)]
     if recipe.filters.lid.enabled:
@@ -45,17 +47,25 @@ def record_stages(recipe: Recipe, lid_model: str | None) -> list[RecordStage]:
         stages.append(LanguageId(recipe.filters.lid, lid_model))
     if recipe.filters.quality.enabled:
         stages.append(Quality(recipe.filters.quality))
+    if recipe.filters.decontaminate.sets:
+        assert contamination is not None, "the driver builds the decontamination index before any task runs"
+        stages.append(Decontaminate(contamination))
     return stages
 
 
 def stage_names(recipe: Recipe) -> list[str]:
+    f = recipe.filters
     names = ["read", "construct", "normalise", "length"]
-    return names + ["lid"] * recipe.filters.lid.enabled + ["quality"] * recipe.filters.quality.enabled
+    return names + ["lid"] * f.lid.enabled + ["quality"] * f.quality.enabled + ["decontaminate"] * bool(f.decontaminate.sets)
 
 
-def work_schema() -> pa.Schema:
-    """Records as the global stages need them: the record columns plus the dedup key and size."""
-    return record_schema().append(pa.field("_dkey", pa.binary(16))).append(pa.field("_nbytes", pa.int64()))
+def work_schema(near: MinHashParams | None) -> pa.Schema:
+    """Records as the global stages need them: the record columns, the exact-dedup key, the size and,
+    for near dedup, the bucket key and MinHash signature."""
+    schema = record_schema().append(pa.field("_dkey", pa.binary(16))).append(pa.field("_nbytes", pa.int64()))
+    for f in work_fields(near) if near else []:
+        schema = schema.append(f)
+    return schema
 
 
 @dataclass(frozen=True)
@@ -67,13 +77,15 @@ class PrepareJob:
     fingerprint: str
     strict: bool = False
     lid_model: str | None = None
+    contamination: Index | None = None
 
 
 class _Writers:
     """The task's open Parquet writers: one for kept records, one per stage that rejected something."""
 
-    def __init__(self, stage_dir: StageDir, task: str):
-        self.stage_dir, self.task = stage_dir, task
+    def __init__(self, stage_dir: StageDir, task: str, near: MinHashParams | None):
+        self.stage_dir, self.task, self.near = stage_dir, task, near
+        self.schema = work_schema(near)
         self.kept_path = stage_dir.file("records", f"{task}.parquet")
         self._kept: pq.ParquetWriter | None = None
         self._kept_ctx = None
@@ -84,14 +96,19 @@ class _Writers:
     def keep(self, records: list[Record]) -> None:
         if self._kept is None:
             self._kept_ctx = atomic_path(self.kept_path)
-            self._kept = pq.ParquetWriter(self._kept_ctx.__enter__(), work_schema(), compression="zstd")
+            self._kept = pq.ParquetWriter(self._kept_ctx.__enter__(), self.schema, compression="zstd")
         if not records:
             return
         rows = [to_row(r) for r in records]
         for row, rec in zip(rows, records, strict=True):
             row["_dkey"] = dedup_key(rec)
             row["_nbytes"] = sum(len(m["content"].encode("utf-8")) for m in rec["messages"])
-        self._kept.write_table(pa.Table.from_pylist(rows, schema=work_schema()), row_group_size=WORK_ROW_GROUP)
+        base = pa.schema([f for f in self.schema if not f.name.startswith(("_nkey", "_mh"))])
+        table = pa.Table.from_pylist(rows, schema=base)
+        if self.near:
+            for name, column in signature_columns(records, self.near).items():
+                table = table.append_column(name, column)
+        self._kept.write_table(table, row_group_size=WORK_ROW_GROUP)
         self.rows += len(rows)
 
     def reject(self, rejections: list[Rejection]) -> None:
@@ -131,9 +148,9 @@ def prepare(job: PrepareJob) -> dict[str, Any]:
     recipe = job.recipe
     source = next(s for s in recipe.sources if s.name == job.partition.source)
     adapter = adapter_for(source)
-    stages = record_stages(recipe, job.lid_model)
+    stages = record_stages(recipe, job.lid_model, job.contamination)
     stats = {name: StageStats(name) for name in stage_names(recipe)}
-    writers = _Writers(stage_dir, task)
+    writers = _Writers(stage_dir, task, params_for(recipe.dedup.near))
     try:
         batch = []
         for item in adapter.read(source, job.partition, job.ctx):

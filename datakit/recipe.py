@@ -19,6 +19,8 @@ from datakit import languages
 from datakit.errors import RecipeError, UnknownLanguageError
 from datakit.records import canonical_json
 
+SEED_TOKENS = 4  # decontamination looks for n-grams from a seed of this many tokens
+
 Format = Literal["alpaca", "messages", "seed_tasks", "bitext", "udhr_xml", "tsv_qa", "squad"]
 Terms = Literal["open", "share-alike", "non-commercial", "research-only", "unknown"]
 
@@ -173,15 +175,55 @@ class Quality(Strict):
     numbers_reject_tasks: list[str] = ["synthesised"]    # numbers are scored for all, rejected for these
 
 
+class EvalSet(Strict):
+    """An evaluation set to keep out of the training data: local file(s) or a Hub dataset."""
+
+    name: str = Field(min_length=1)
+    path: str | None = None
+    hub: str | None = None
+    config: str | None = None
+    split: str = "test"
+    fields: list[str] = ["text"]     # string or list-of-strings fields holding the items' text
+    id_field: str = "question_id"
+
+    @model_validator(mode="after")
+    def _where(self) -> EvalSet:
+        if (self.path is None) == (self.hub is None):
+            raise ValueError("give exactly one of `path` and `hub`")
+        return self
+
+
+class Decontaminate(Strict):
+    """Reject training records that contain evaluation items (see datakit/stages/decontaminate.py)."""
+
+    sets: list[EvalSet] = []
+    word_ngram: int = Field(8, ge=SEED_TOKENS)   # word n-grams for spaced scripts
+    char_ngram: int = Field(12, ge=SEED_TOKENS)  # character n-grams for unspaced scripts
+    min_words: int = Field(5, ge=SEED_TOKENS)    # shorter items are not indexed (they would match everywhere)
+    min_chars: int = Field(8, ge=SEED_TOKENS)
+
+
 class Filters(Strict):
     normalise: Normalise = Normalise()
     length: Length = Length()
     lid: Lid = Lid()
     quality: Quality = Quality()
+    decontaminate: Decontaminate = Decontaminate()
+
+
+class NearDedup(Strict):
+    """MinHash LSH near-duplicate removal (see datakit/stages/near_dedup.py)."""
+
+    enabled: bool = True
+    threshold: float = Field(0.8, gt=0, lt=1)  # estimated Jaccard similarity of shingle sets
+    num_perm: int = Field(128, ge=16, le=512)  # bands x rows are chosen from the threshold
+    word_ngram: int = Field(3, ge=1)           # shingles in spaced scripts
+    char_ngram: int = Field(4, ge=1)           # shingles in unspaced scripts (zh, ja, th, ...)
 
 
 class Dedup(Strict):
     exact: bool = True
+    near: NearDedup = NearDedup()
 
 
 class Balance(Strict):

@@ -8,6 +8,7 @@ and Tifinagh). Counting letters per script settles it from the text itself.
 from __future__ import annotations
 
 import collections
+import functools
 
 import regex
 
@@ -26,14 +27,39 @@ _SCRIPTS = {
     "Yi": "Yiii", "Adlam": "Adlm", "Bamum": "Bamu", "Osage": "Osge", "Samaritan": "Samr",
     "Meetei_Mayek": "Mtei", "Lepcha": "Lepc", "Limbu": "Limb", "Chakma": "Cakm",
 }
-_PATTERN = regex.compile("|".join(f"(?P<{iso}>\\p{{Script={name}}}+)" for name, iso in _SCRIPTS.items()))
+_PATTERNS = [(iso, regex.compile(f"\\p{{Script={name}}}")) for name, iso in _SCRIPTS.items()]
+_SCRIPT_OF: dict[str, str | None] = {}
 
 
+def _script_of(char: str) -> str | None:
+    """The ISO 15924 script of one character (None for Common/Inherited), looked up once per character."""
+    try:
+        return _SCRIPT_OF[char]
+    except KeyError:
+        found = next((iso for iso, pattern in _PATTERNS if pattern.match(char)), None)
+        _SCRIPT_OF[char] = found
+        return found
+
+
+_NOT_LETTER = regex.compile(r"[^\p{L}\p{M}]+")
+
+
+@functools.lru_cache(maxsize=16384)
 def script_counts(text: str) -> collections.Counter[str]:
-    """Letters per ISO 15924 script (Common and Inherited characters are not counted)."""
+    """Letters per ISO 15924 script (Common and Inherited characters are not counted). Callers must
+    not change the result: it is cached, since several stages look at the same text.
+
+    Non-letters go in one C pass; plain ASCII letters are all Latin; otherwise each distinct
+    character is looked up once (Counter counts them in C).
+    """
+    letters = _NOT_LETTER.sub("", text)
+    if letters.isascii():
+        return collections.Counter({"Latn": len(letters)} if letters else {})
     counts: collections.Counter[str] = collections.Counter()
-    for m in _PATTERN.finditer(text):
-        counts[m.lastgroup] += m.end() - m.start()
+    for char, n in collections.Counter(letters).items():
+        script = _script_of(char)
+        if script is not None:
+            counts[script] += n
     # Japanese mixes Han with kana; Korean may mix Han with Hangul.
     if counts["Hira"] or counts["Kana"]:
         counts["Jpan"] = counts.pop("Hira", 0) + counts.pop("Kana", 0) + counts.pop("Hani", 0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,19 +12,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("DATAKIT_CORPUS", ROOT.parent / "shared" / "corpus"))
 
+# Hugging Face caches per test run, never the network. Set before any test module imports
+# `datasets`, which reads these once at import time.
+_HF_HOME = tempfile.mkdtemp(prefix="datakit-tests-hf-")
+os.environ.update(HF_HOME=_HF_HOME, HF_DATASETS_CACHE=os.path.join(_HF_HOME, "datasets"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+
 
 @pytest.fixture(autouse=True, scope="session")
-def _isolated_hf_home(tmp_path_factory):
-    """Keep Hugging Face caches per test run, and never reach for the network."""
-    home = tmp_path_factory.mktemp("hf_home")
-    old = {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-    os.environ.update(HF_HOME=str(home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+def _remove_hf_home():
     yield
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    shutil.rmtree(_HF_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

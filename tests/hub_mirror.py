@@ -34,6 +34,21 @@ def _ntrex_lines(corpus: Path, code: str, n: int) -> list[str] | None:
     return None
 
 
+def _udhr_lines(corpus: Path, code: str, n: int) -> list[str] | None:
+    """Paragraphs of a UDHR translation in the language, for languages NTREX does not have."""
+    from datakit.sources.parallel import _udhr_index, udhr_articles
+
+    root = corpus / "udhr/data/udhr"
+    for f in _udhr_index(root):
+        try:
+            if f.stage >= 4 and languages.code(f.tag) == code:
+                paras = [p for _, text in sorted(udhr_articles(root / f"udhr_{f.key}.xml").items()) for p in text.split("\n")]
+                return paras[:n] if len(paras) >= n else None
+        except Exception:
+            continue
+    return None
+
+
 def _readme(configs: dict[str, list[str]]) -> str:
     header = {"configs": [{"config_name": c, "data_files": [{"split": "train", "path": f"{c}/train-*"}]} for c in configs]}
     return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n\nMirror made by datakit's tests.\n"
@@ -45,7 +60,10 @@ def _parallel_repo(root: Path, corpus: Path, configs: list[str], rows: int, shar
         a, b = config.split("-")
         texts = {}
         for tag in (a, b):
-            lines = _ntrex_lines(corpus, languages.code(tag), rows)
+            code = languages.code(tag)
+            # Real text in the language: NTREX, else the UDHR, else (a few languages) English, which the
+            # build's language ID then rejects, as it should.
+            lines = _ntrex_lines(corpus, code, rows) or _udhr_lines(corpus, code, rows)
             texts[tag] = lines or [f"{tag} {line}" for line in english]
         table = pa.table({"translation": [{a: texts[a][i], b: texts[b][i]} for i in range(rows)]})
         step = -(-rows // shards)

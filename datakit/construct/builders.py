@@ -28,6 +28,13 @@ def _record(source: Source, row: RawRow, **fields) -> Record:
     return new_record(source=source.name, license=source.license, meta=meta, **fields)
 
 
+def _qa_dedup(record: Record, question: str, answer: str, passage: str) -> None:
+    """A QA record is its question and answer: many questions share one passage, and are not
+    duplicates of each other; questions are compared only with questions on the same passage."""
+    record["_dedup_parts"] = [question, answer]
+    record["_dedup_scope"] = passage
+
+
 def _blank(text: str) -> bool:
     return not normalise_text(text, "NFC")
 
@@ -104,6 +111,7 @@ def qa(ex: QAItem, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
                          meta={"variant": "same_language", "kind": ex.kind})
         # Extractive answers are spans of the passage (names, numbers): the passage is checked instead.
         record["_check"] = [("question", ex.question[x], x)] + ([("context", ex.context[x], x)] if ex.kind == "extractive" else [])
+        _qa_dedup(record, ex.question[x], ex.answer[x], ex.context.get(x, ""))
         out.append(record)
     if cfg.cross_lingual:
         for pivot in recipe.pivots:
@@ -126,6 +134,7 @@ def qa(ex: QAItem, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
             record["_check"] = [("context" if ex.kind == "extractive" else "question", given, x)]
             if ex.kind == "math":
                 record["_check"].append(("answer", answer, pivot))
+            _qa_dedup(record, ex.question[pivot] if ex.kind == "extractive" else ex.question[x], answer, ex.context.get(x, ""))
             out.append(record)
     return out
 

@@ -8,6 +8,7 @@ their language, never as languages of their own.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -234,6 +235,7 @@ def _udhr_index(root: Path) -> list[UdhrFile]:
     return out
 
 
+@functools.lru_cache(maxsize=8)
 def udhr_articles(path: Path) -> dict[int, str]:
     """Article number -> text (paragraphs, list items in order, one per line); 0 is the preamble."""
     try:

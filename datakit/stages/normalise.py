@@ -8,6 +8,7 @@ not user/assistant turns ending with the assistant, is rejected.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 import regex
@@ -22,6 +23,7 @@ _TRAILING_SPACE = regex.compile(r"[ \t]+\n")
 _MANY_BLANK_LINES = regex.compile(r"\n{3,}")
 
 
+@functools.lru_cache(maxsize=16384)
 def normalise_text(text: str, form: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _CONTROLS.sub("", text)

@@ -65,10 +65,17 @@ def ngram_repetition(text: str) -> float:
     return len(covered) / len(tokens)
 
 
+_SEPARATORS = regex.compile(r"[.,\u00a0\u202f ]")
+
+
 def numbers(text: str) -> set[str]:
     """Numbers written with digits (any script's digits), separators dropped: 7,000 and 7 000 match."""
-    ascii_digits = "".join(str(unicodedata.digit(c)) if unicodedata.category(c) == "Nd" else c for c in text)
-    return {regex.sub(r"[.,\u00a0\u202f ]", "", m).lstrip("0") or "0" for m in NUMBER.findall(ascii_digits)}
+    out = set()
+    for m in NUMBER.findall(text):  # \d matches every script's decimal digits
+        if not m.isascii():
+            m = "".join(str(unicodedata.digit(c)) if c.isdigit() else c for c in m)
+        out.add(_SEPARATORS.sub("", m).lstrip("0") or "0")
+    return out
 
 
 class Quality(RecordStage):

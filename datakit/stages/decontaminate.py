@@ -1,0 +1,139 @@
+"""Decontamination: no training record may contain an item of an evaluation set the recipe names.
+
+Evaluation items (BayLing-80, Vicuna-80, ...) are normalised like the dedup keys and cut into word
+n-grams, or character n-grams for unspaced scripts; an item shorter than n counts whole. A
+training record whose prompt or answer contains any of those n-grams is rejected as
+`decontaminated`, with the benchmark and item it matched in `meta`. The index is built once on the
+driver from the evaluation files (local paths or Hub ids) and is small enough to ship to every task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
+
+from datakit.errors import SourceError
+from datakit.recipe import SEED_TOKENS, EvalSet
+from datakit.recipe import Decontaminate as DecontaminateConfig
+from datakit.records import Record
+from datakit.scripts import script_counts
+from datakit.sources import files as fileio
+from datakit.sources.base import RawError
+from datakit.stages.base import RecordStage, StageStats
+from datakit.stages.dedup import dedup_text
+
+UNSPACED = {"Hani", "Jpan", "Thai", "Khmr", "Laoo", "Mymr", "Tibt", "Yiii"}
+
+
+def tokens(text: str) -> tuple[list[str], bool]:
+    """Normalised tokens: words, or characters when the text is mostly in an unspaced script."""
+    norm = dedup_text(text)
+    counts = script_counts(norm)
+    unspaced = bool(counts) and max(sorted(counts), key=counts.get) in UNSPACED
+    return ([c for c in norm if not c.isspace()], True) if unspaced else (norm.split(), False)
+
+
+def gram_hash(seq: list[str]) -> int:
+    return xxhash.xxh64_intdigest("\x1f".join(seq))
+
+
+SEED = SEED_TOKENS  # every evaluation n-gram starts with a seed of this many tokens: a cheap first look
+
+
+@dataclass(frozen=True)
+class Index:
+    """n-gram hash -> (benchmark, item). `word_sizes` / `char_sizes`: the n-gram sizes to look for
+    (n, and the lengths of items shorter than n). `seeds`: hashes of the first SEED tokens of every
+    indexed n-gram, so that most text is cleared by one pass of short hashes."""
+
+    grams: dict[int, tuple[str, str]]
+    word_sizes: frozenset[int]
+    char_sizes: frozenset[int]
+    seeds: frozenset[int]
+
+    def match(self, text: str) -> tuple[str, str] | None:
+        toks, unspaced = tokens(text)
+        starts = [i for i in range(len(toks) - SEED + 1) if gram_hash(toks[i : i + SEED]) in self.seeds]
+        for size in sorted(self.char_sizes if unspaced else self.word_sizes):
+            for i in starts:
+                if i + size <= len(toks):
+                    hit = self.grams.get(gram_hash(toks[i : i + size]))
+                    if hit is not None:
+                        return hit
+        return None
+
+
+def eval_texts(eval_set: EvalSet, data_dir: Path | None, mirror: Path | None) -> Iterator[tuple[str, str]]:
+    """(item id, text) of an evaluation set: every string (or list of strings) in its `fields`."""
+    if eval_set.hub is not None:
+        from datakit.recipe import Source
+        from datakit.sources.hub import iter_hub_rows
+
+        src = Source(name=eval_set.name, format="alpaca", hub=eval_set.hub, config=eval_set.config, split=eval_set.split,
+                     lang="eng_Latn", license="eval")
+        rows = iter_hub_rows(src, eval_set.config, mirror, 0, 1, None)
+    else:
+        root = Path(eval_set.path)
+        if not root.is_absolute():
+            if data_dir is None:
+                raise SourceError(f"evaluation set {eval_set.name!r}: relative path {eval_set.path} needs a data folder (--data-dir)")
+            root = data_dir / root
+        if not root.exists():
+            raise SourceError(f"evaluation set {eval_set.name!r}: no such file or folder: {root}")
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and fileio.data_suffix(p) in fileio.ROW_SUFFIXES)
+        rows = (item for p in paths for item in fileio.iter_rows(p))
+    for item in rows:
+        if isinstance(item, RawError):
+            continue
+        loc, row = item
+        if not isinstance(row, dict):
+            continue
+        ident = str(row.get(eval_set.id_field, f"{Path(str(loc.get('file', ''))).name}:{loc.get('line', loc.get('row'))}"))
+        for field in eval_set.fields:
+            value = row.get(field)
+            for text in [value] if isinstance(value, str) else value if isinstance(value, list) else []:
+                if isinstance(text, str) and text.strip():
+                    yield f"{Path(str(loc.get('file', eval_set.name))).name}#{ident}", text
+
+
+def build_index(config: DecontaminateConfig, data_dir: Path | None, mirror: Path | None) -> Index:
+    grams: dict[int, tuple[str, str]] = {}
+    sizes: dict[bool, set[int]] = {False: {config.word_ngram}, True: {config.char_ngram}}
+    seeds: set[int] = set()
+    for eval_set in config.sets:
+        found = 0
+        for ident, text in eval_texts(eval_set, data_dir, mirror):
+            toks, unspaced = tokens(text)
+            n = config.char_ngram if unspaced else config.word_ngram
+            if len(toks) < max(SEED, config.min_chars if unspaced else config.min_words):
+                continue
+            found += 1
+            size = min(n, len(toks))
+            sizes[unspaced].add(size)
+            for i in range(len(toks) - size + 1):
+                grams.setdefault(gram_hash(toks[i : i + size]), (eval_set.name, ident))
+                seeds.add(gram_hash(toks[i : i + SEED]))
+        if not found:
+            raise SourceError(f"evaluation set {eval_set.name!r} has no text in fields {eval_set.fields}")
+    return Index(grams, frozenset(sizes[False]), frozenset(sizes[True]), frozenset(seeds))
+
+
+class Decontaminate(RecordStage):
+    name = "decontaminate"
+
+    def __init__(self, index: Index):
+        self.index = index
+
+    def apply(self, record: Record, stats: StageStats) -> str | None:
+        for m in record["messages"]:
+            if m["role"] == "system":
+                continue
+            hit = self.index.match(m["content"])
+            if hit is not None:
+                record["meta"]["contaminated_by"] = {"benchmark": hit[0], "item": hit[1]}
+                stats.note(hit[0], "removed")
+                return "decontaminated"
+        return None

@@ -1,0 +1,198 @@
+"""Near-duplicate detection: MinHash signatures per record, LSH buckets and verified clusters, globally.
+
+Each record's text (both sides of a translation, every turn of a conversation) is normalised like
+the exact-dedup key, cut into word n-grams, or character n-grams where a script has no spaces
+(Chinese, Japanese, Thai, ...), and hashed into a MinHash signature while it is prepared. Records
+are compared only within the same task and languages: two translations of one sentence into
+different languages are not duplicates; the same instruction with a slightly edited answer is.
+
+The global step reads the signature one LSH band at a time (a few bytes per record per band),
+collects candidate pairs from colliding buckets, keeps the pairs whose estimated Jaccard
+similarity reaches the threshold (the banding only proposes), and joins them into clusters with
+union-find. Each cluster keeps its smallest id. Bands and rows are chosen from the threshold, like
+datasketch does: minimising the weighted false positive and false negative probability.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import xxhash
+
+from datakit.records import Record, canonical_json
+from datakit.scripts import script_counts
+from datakit.stages.dedup import dedup_text
+
+UNSPACED = {"Hani", "Jpan", "Thai", "Khmr", "Laoo", "Mymr", "Tibt", "Yiii"}
+_MERSENNE = np.uint64((1 << 61) - 1)
+
+
+@dataclass(frozen=True)
+class MinHashParams:
+    num_perm: int
+    bands: int
+    rows: int
+    threshold: float
+    word_ngram: int = 3
+    char_ngram: int = 4
+    seed: int = 1
+
+
+def params_for(config) -> MinHashParams | None:
+    """The recipe's near-dedup settings with bands and rows chosen for its threshold (None: off)."""
+    if not config.enabled:
+        return None
+    bands, rows = choose_bands(config.threshold, config.num_perm)
+    return MinHashParams(config.num_perm, bands, rows, config.threshold, config.word_ngram, config.char_ngram)
+
+
+def _false_rates(threshold: float, b: int, r: int, steps: int = 200) -> tuple[float, float]:
+    xs = np.linspace(0, 1, steps + 1)
+    p = 1 - (1 - xs**r) ** b
+    below, above = xs <= threshold, xs >= threshold
+    fp = np.trapezoid(p[below], xs[below]) if below.sum() > 1 else 0.0
+    fn = np.trapezoid(1 - p[above], xs[above]) if above.sum() > 1 else 0.0
+    return float(fp), float(fn)
+
+
+@functools.lru_cache(maxsize=64)
+def choose_bands(threshold: float, num_perm: int, fp_weight: float = 0.5) -> tuple[int, int]:
+    """(bands, rows) with bands * rows <= num_perm minimising weighted false positive + negative area."""
+    best, best_err = (1, num_perm), float("inf")
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            fp, fn = _false_rates(threshold, b, r)
+            err = fp_weight * fp + (1 - fp_weight) * fn
+            if err < best_err:
+                best, best_err = (b, r), err
+    return best
+
+
+@functools.lru_cache(maxsize=8)
+def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, (1 << 61) - 1, size=num_perm, dtype=np.uint64)
+    b = rng.integers(0, (1 << 61) - 1, size=num_perm, dtype=np.uint64)
+    return a, b
+
+
+def shingles(text: str, params: MinHashParams) -> set[str]:
+    norm = dedup_text(text)
+    counts = script_counts(norm)
+    if counts and max(sorted(counts), key=counts.get) in UNSPACED:
+        chars = norm.replace(" ", "")
+        n = params.char_ngram
+        return {chars[i : i + n] for i in range(max(1, len(chars) - n + 1))}
+    words = norm.split()
+    n = params.word_ngram
+    return {" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
+
+
+def signature(items: Iterable[str], params: MinHashParams) -> np.ndarray:
+    """MinHash of a set of shingles, each minimum kept as 16 bits (enough to estimate Jaccard)."""
+    hashes = np.fromiter((xxhash.xxh64_intdigest(s) for s in items), dtype=np.uint64)
+    if hashes.size == 0:
+        return np.zeros(params.num_perm, dtype=np.uint16)
+    a, b = _permutations(params.num_perm, params.seed)
+    with np.errstate(over="ignore"):
+        values = (hashes[:, None] * a[None, :] + b[None, :]) % _MERSENNE
+    return (values.min(axis=0) & np.uint64(0xFFFF)).astype(np.uint16)
+
+
+def near_text(record: Record) -> str:
+    parts = record.get("_dedup_parts") or [m["content"] for m in record["messages"] if m["role"] != "system"]
+    return "\n".join(parts)
+
+
+def bucket_key(record: Record) -> int:
+    """Only records of the same task and languages (and scope: a QA passage) are compared."""
+    scope = [record["task"], record.get("src_lang"), record.get("tgt_lang"), record["lang"], record.get("_dedup_scope")]
+    return xxhash.xxh64_intdigest(canonical_json(scope))
+
+
+def columns(params: MinHashParams) -> list[str]:
+    return [f"_mh{i:03d}" for i in range(params.num_perm)]
+
+
+def work_fields(params: MinHashParams) -> list[pa.Field]:
+    return [pa.field("_nkey", pa.uint64())] + [pa.field(c, pa.uint16()) for c in columns(params)]
+
+
+def signature_columns(records: list[Record], params: MinHashParams) -> dict[str, pa.Array]:
+    """The bucket key and signature of a batch of records, as Arrow columns (built from one matrix)."""
+    sigs = np.stack([signature(shingles(near_text(r), params), params) for r in records]) if records else \
+        np.zeros((0, params.num_perm), dtype=np.uint16)
+    out = {"_nkey": pa.array(np.array([bucket_key(r) for r in records], dtype=np.uint64))}
+    for k, name in enumerate(columns(params)):
+        out[name] = pa.array(sigs[:, k])
+    return out
+
+
+class UnionFind:
+    def __init__(self, n: int):
+        self.parent = np.arange(n, dtype=np.int64)
+
+    def find(self, x: int) -> int:
+        root = x
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[x] != root:
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    def union(self, x: int, y: int) -> None:
+        rx, ry = self.find(x), self.find(y)
+        if rx != ry:
+            self.parent[max(rx, ry)] = min(rx, ry)
+
+
+def candidate_pairs(read_band, n: int, params: MinHashParams) -> np.ndarray:
+    """Pairs (i, j), i < j, that share a bucket in some band: consecutive members of each bucket."""
+    pairs = []
+    for band in range(params.bands):
+        cols, nkey = read_band(band)  # (n, rows) uint16, (n,) uint64
+        if n < 2:
+            break
+        h = nkey.copy()
+        with np.errstate(over="ignore"):
+            for k in range(cols.shape[1]):
+                h = (h ^ cols[:, k].astype(np.uint64)) * np.uint64(0x100000001B3)
+            h ^= np.uint64(band) * np.uint64(0x9E3779B97F4A7C15)
+        order = np.argsort(h, kind="stable")
+        sh = h[order]
+        same = np.flatnonzero(sh[1:] == sh[:-1])
+        if same.size:
+            a, b = order[same], order[same + 1]
+            pairs.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
+    if not pairs:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.unique(np.concatenate(pairs), axis=0)
+
+
+def clusters(pairs: np.ndarray, similarity: np.ndarray, ids: list[str], threshold: float) -> dict[int, tuple[int, float]]:
+    """Row -> (representative row, similarity) for every row that is a near duplicate of another."""
+    if len(pairs) == 0:
+        return {}
+    keep = similarity >= threshold
+    rows = np.unique(pairs[keep])
+    local = {int(r): i for i, r in enumerate(rows)}
+    uf = UnionFind(len(rows))
+    best_sim: dict[int, float] = {}
+    for (i, j), s in zip(pairs[keep], similarity[keep], strict=True):
+        uf.union(local[int(i)], local[int(j)])
+        best_sim[int(i)] = max(best_sim.get(int(i), 0.0), float(s))
+        best_sim[int(j)] = max(best_sim.get(int(j), 0.0), float(s))
+    members: dict[int, list[int]] = {}
+    for r in rows:
+        members.setdefault(uf.find(local[int(r)]), []).append(int(r))
+    out = {}
+    for group in members.values():
+        rep = min(group, key=lambda r: ids[r])
+        for r in group:
+            if r != rep:
+                out[r] = (rep, best_sim[r])
+    return out
