@@ -42,21 +42,22 @@ WORK_ROW_GROUP = 1_000
 def record_stages(recipe: Recipe, lid_model: str | None, contamination: Index | None) -> list[RecordStage]:
     """The per-record stages, in the order a record goes through them."""
     stages: list[RecordStage] = [Normalise(recipe.filters.normalise), Length(recipe.filters.length)]
+    # Contamination first: a record holding a benchmark item is reported as such, whatever else is wrong with it.
+    if recipe.filters.decontaminate.sets:
+        assert contamination is not None, "the driver builds the decontamination index before any task runs"
+        stages.append(Decontaminate(contamination))
     if recipe.filters.lid.enabled:
         assert lid_model is not None, "the driver resolves the LID model before any task runs"
         stages.append(LanguageId(recipe.filters.lid, lid_model))
     if recipe.filters.quality.enabled:
         stages.append(Quality(recipe.filters.quality))
-    if recipe.filters.decontaminate.sets:
-        assert contamination is not None, "the driver builds the decontamination index before any task runs"
-        stages.append(Decontaminate(contamination))
     return stages
 
 
 def stage_names(recipe: Recipe) -> list[str]:
     f = recipe.filters
     names = ["read", "construct", "normalise", "length"]
-    return names + ["lid"] * f.lid.enabled + ["quality"] * f.quality.enabled + ["decontaminate"] * bool(f.decontaminate.sets)
+    return names + ["decontaminate"] * bool(f.decontaminate.sets) + ["lid"] * f.lid.enabled + ["quality"] * f.quality.enabled
 
 
 def work_schema(near: MinHashParams | None) -> pa.Schema:

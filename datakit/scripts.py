@@ -84,3 +84,15 @@ def scripts_agree(declared: str, detected: str | None) -> bool:
         return True
     composite = {"Hans": {"Hani"}, "Hant": {"Hani"}, "Jpan": {"Jpan", "Hani"}, "Kore": {"Hang", "Hani"}, "Hang": {"Hani"}}
     return detected in composite.get(declared, set())
+
+
+# Scripts written without spaces between words: text in them is cut into characters, not words.
+UNSPACED = frozenset({"Hani", "Hans", "Hant", "Jpan", "Thai", "Khmr", "Laoo", "Mymr", "Tibt", "Yiii"})
+
+
+def mostly_unspaced(text: str, share: float = 0.3) -> bool:
+    """Whether enough of the text's letters are in unspaced scripts that words cannot be split on
+    spaces (a Chinese question naming Python and JavaScript still counts: each Han letter is a word)."""
+    counts = script_counts(text)
+    total = sum(counts.values())
+    return bool(total) and sum(n for s, n in counts.items() if s in UNSPACED) >= share * total

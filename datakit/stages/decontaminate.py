@@ -19,20 +19,17 @@ from datakit.errors import SourceError
 from datakit.recipe import SEED_TOKENS, EvalSet
 from datakit.recipe import Decontaminate as DecontaminateConfig
 from datakit.records import Record
-from datakit.scripts import script_counts
+from datakit.scripts import mostly_unspaced
 from datakit.sources import files as fileio
 from datakit.sources.base import RawError
 from datakit.stages.base import RecordStage, StageStats
 from datakit.stages.dedup import dedup_text
 
-UNSPACED = {"Hani", "Jpan", "Thai", "Khmr", "Laoo", "Mymr", "Tibt", "Yiii"}
-
 
 def tokens(text: str) -> tuple[list[str], bool]:
-    """Normalised tokens: words, or characters when the text is mostly in an unspaced script."""
+    """Normalised tokens: words, or characters when the text is largely in an unspaced script."""
     norm = dedup_text(text)
-    counts = script_counts(norm)
-    unspaced = bool(counts) and max(sorted(counts), key=counts.get) in UNSPACED
+    unspaced = mostly_unspaced(norm)
     return ([c for c in norm if not c.isspace()], True) if unspaced else (norm.split(), False)
 
 
@@ -45,16 +42,16 @@ SEED = SEED_TOKENS  # every evaluation n-gram starts with a seed of this many to
 
 @dataclass(frozen=True)
 class Index:
-    """n-gram hash -> (benchmark, item). `word_sizes` / `char_sizes`: the n-gram sizes to look for
+    """n-gram hash -> every (benchmark, item) holding it (BayLing-80 repeats Vicuna-80's questions). `word_sizes` / `char_sizes`: the n-gram sizes to look for
     (n, and the lengths of items shorter than n). `seeds`: hashes of the first SEED tokens of every
     indexed n-gram, so that most text is cleared by one pass of short hashes."""
 
-    grams: dict[int, tuple[str, str]]
+    grams: dict[int, tuple[tuple[str, str], ...]]
     word_sizes: frozenset[int]
     char_sizes: frozenset[int]
     seeds: frozenset[int]
 
-    def match(self, text: str) -> tuple[str, str] | None:
+    def match(self, text: str) -> tuple[tuple[str, str], ...] | None:
         toks, unspaced = tokens(text)
         starts = [i for i in range(len(toks) - SEED + 1) if gram_hash(toks[i : i + SEED]) in self.seeds]
         for size in sorted(self.char_sizes if unspaced else self.word_sizes):
@@ -100,7 +97,7 @@ def eval_texts(eval_set: EvalSet, data_dir: Path | None, mirror: Path | None) ->
 
 
 def build_index(config: DecontaminateConfig, data_dir: Path | None, mirror: Path | None) -> Index:
-    grams: dict[int, tuple[str, str]] = {}
+    grams: dict[int, tuple[tuple[str, str], ...]] = {}
     sizes: dict[bool, set[int]] = {False: {config.word_ngram}, True: {config.char_ngram}}
     seeds: set[int] = set()
     for eval_set in config.sets:
@@ -114,7 +111,9 @@ def build_index(config: DecontaminateConfig, data_dir: Path | None, mirror: Path
             size = min(n, len(toks))
             sizes[unspaced].add(size)
             for i in range(len(toks) - size + 1):
-                grams.setdefault(gram_hash(toks[i : i + size]), (eval_set.name, ident))
+                h = gram_hash(toks[i : i + size])
+                if not any(name == eval_set.name for name, _ in grams.get(h, ())):
+                    grams[h] = (*grams.get(h, ()), (eval_set.name, ident))
                 seeds.add(gram_hash(toks[i : i + SEED]))
         if not found:
             raise SourceError(f"evaluation set {eval_set.name!r} has no text in fields {eval_set.fields}")
@@ -131,9 +130,10 @@ class Decontaminate(RecordStage):
         for m in record["messages"]:
             if m["role"] == "system":
                 continue
-            hit = self.index.match(m["content"])
-            if hit is not None:
-                record["meta"]["contaminated_by"] = {"benchmark": hit[0], "item": hit[1]}
-                stats.note(hit[0], "removed")
+            hits = self.index.match(m["content"])
+            if hits:
+                record["meta"]["contaminated_by"] = [{"benchmark": b, "item": i} for b, i in hits]
+                for benchmark, _ in hits:
+                    stats.note(benchmark, "removed")
                 return "decontaminated"
         return None

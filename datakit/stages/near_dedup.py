@@ -10,7 +10,7 @@ The global step reads the signature one LSH band at a time (a few bytes per reco
 collects candidate pairs from colliding buckets, keeps the pairs whose estimated Jaccard
 similarity reaches the threshold (the banding only proposes), and joins them into clusters with
 union-find. Each cluster keeps its smallest id. Bands and rows are chosen from the threshold, like
-datasketch does: minimising the weighted false positive and false negative probability.
+so that a pair at the threshold is proposed with 99% probability and as few pairs below it as possible.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ import pyarrow as pa
 import xxhash
 
 from datakit.records import Record, canonical_json
-from datakit.scripts import script_counts
+from datakit.scripts import mostly_unspaced
 from datakit.stages.dedup import dedup_text
 
-UNSPACED = {"Hani", "Jpan", "Thai", "Khmr", "Laoo", "Mymr", "Tibt", "Yiii"}
 _MERSENNE = np.uint64((1 << 61) - 1)
 
 
@@ -50,26 +49,25 @@ def params_for(config) -> MinHashParams | None:
     return MinHashParams(config.num_perm, bands, rows, config.threshold, config.word_ngram, config.char_ngram)
 
 
-def _false_rates(threshold: float, b: int, r: int, steps: int = 200) -> tuple[float, float]:
-    xs = np.linspace(0, 1, steps + 1)
-    p = 1 - (1 - xs**r) ** b
-    below, above = xs <= threshold, xs >= threshold
-    fp = np.trapezoid(p[below], xs[below]) if below.sum() > 1 else 0.0
-    fn = np.trapezoid(1 - p[above], xs[above]) if above.sum() > 1 else 0.0
-    return float(fp), float(fn)
+def _false_positive_area(threshold: float, b: int, r: int, steps: int = 200) -> float:
+    xs = np.linspace(0, threshold, steps + 1)
+    return float(np.trapezoid(1 - (1 - xs**r) ** b, xs))
 
 
 @functools.lru_cache(maxsize=64)
-def choose_bands(threshold: float, num_perm: int, fp_weight: float = 0.5) -> tuple[int, int]:
-    """(bands, rows) with bands * rows <= num_perm minimising weighted false positive + negative area."""
-    best, best_err = (1, num_perm), float("inf")
+def choose_bands(threshold: float, num_perm: int, recall: float = 0.99) -> tuple[int, int]:
+    """(bands, rows), bands * rows <= num_perm: a pair at the threshold becomes a candidate with
+    probability `recall` or more, and as few pairs below it as possible do. Candidates are verified
+    on the full signature, so a false candidate costs a comparison, a missed one a duplicate."""
+    best, best_fp = None, float("inf")
     for b in range(1, num_perm + 1):
         for r in range(1, num_perm // b + 1):
-            fp, fn = _false_rates(threshold, b, r)
-            err = fp_weight * fp + (1 - fp_weight) * fn
-            if err < best_err:
-                best, best_err = (b, r), err
-    return best
+            if 1 - (1 - threshold**r) ** b < recall:
+                continue
+            fp = _false_positive_area(threshold, b, r)
+            if fp < best_fp:
+                best, best_fp = (b, r), fp
+    return best or (num_perm, 1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -82,8 +80,7 @@ def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def shingles(text: str, params: MinHashParams) -> set[str]:
     norm = dedup_text(text)
-    counts = script_counts(norm)
-    if counts and max(sorted(counts), key=counts.get) in UNSPACED:
+    if mostly_unspaced(norm):
         chars = norm.replace(" ", "")
         n = params.char_ngram
         return {chars[i : i + n] for i in range(max(1, len(chars) - n + 1))}

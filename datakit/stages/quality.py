@@ -19,7 +19,7 @@ import regex
 
 from datakit.recipe import Quality as QualityConfig
 from datakit.records import Record
-from datakit.scripts import script_counts
+from datakit.scripts import mostly_unspaced, script_counts
 from datakit.stages.base import RecordStage, StageStats
 from datakit.stages.dedup import dedup_text
 
@@ -34,7 +34,6 @@ PHONE = regex.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?)?\d
 URL = regex.compile(r"https?://\S+|www\.\S+")
 NUMBER = regex.compile(r"\d+(?:[.,\u00a0\u202f ]\d{3})*(?:[.,]\d+)?")
 DENSE = {"Hani": 3.0, "Jpan": 3.0, "Hang": 2.0, "Yiii": 3.0}
-UNSPACED = {"Hani", "Jpan", "Thai", "Khmr", "Laoo", "Mymr", "Tibt", "Yiii"}
 
 
 def weighted_length(text: str) -> float:
@@ -50,8 +49,7 @@ def duplicated_fraction(items: list[str]) -> float:
 def ngram_repetition(text: str) -> float:
     """Share of the text's tokens covered by word 5-grams (character 10-grams in unspaced scripts)
     that occur more than once: high for text that loops."""
-    counts = script_counts(text)
-    unspaced = counts and max(counts, key=counts.get) in UNSPACED
+    unspaced = mostly_unspaced(text)
     tokens = [c for c in text if not c.isspace()] if unspaced else text.split()
     n = 10 if unspaced else 5
     if len(tokens) < 20 * n:
@@ -85,8 +83,14 @@ class Quality(RecordStage):
         self.config = config
 
     def apply(self, record: Record, stats: StageStats) -> str | None:
+        scores: dict = {}
+        reason = self.check(record, scores)
+        if scores:
+            record["scores"]["quality"] = scores
+        return reason
+
+    def check(self, record: Record, scores: dict) -> str | None:
         c = self.config
-        scores = record["scores"].setdefault("quality", {})
         answers = [m for m in record["messages"] if m["role"] == "assistant"]
         if c.pii != "keep":
             found = 0
