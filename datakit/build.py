@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from rich.console import Console
 from rich.logging import RichHandler
@@ -45,11 +46,13 @@ from datakit.sources import adapter_for
 from datakit.sources.base import Partition, ReadContext
 from datakit.sources.hub import check_reachable
 from datakit.sources.rows import local_root
+from datakit.stages.balance import validation_rows
 from datakit.stages.base import StageStats
 from datakit.stages.decontaminate import Index, build_index
 from datakit.write.card import render_card
-from datakit.write.manifest import build_manifest
-from datakit.write.shards import plan_shards, write_shard
+from datakit.write.manifest import build_manifest, file_entry
+from datakit.write.report import write_report
+from datakit.write.shards import expand_copies, plan_shards, write_shard
 
 log = logging.getLogger("datakit")
 
@@ -69,6 +72,7 @@ class BuildOptions:
     scheduler: str | None = None
     strict: bool = False
     overwrite: bool = False
+    dry_run: bool = False
     rows_per_task: int = 200_000
     overrides: dict[str, Any] = field(default_factory=dict)
     command: str = "python -m datakit.build"
@@ -248,6 +252,29 @@ def assemble_stats(recipe: Recipe, prepared: list[dict], glob: dict[str, Any]) -
             "quotas": glob["quotas"]}
 
 
+def print_plan(console: Console, recipe: Recipe, glob: dict[str, Any]) -> None:
+    """--dry-run: what balance would select, against what is available, and the mix it would give."""
+    available, quotas = glob["available"], glob["quotas"] or glob["available"]
+    total = sum(sum(v.values()) for v in quotas.values()) or 1
+    table = Table(title=f"balance plan (target {recipe.balance.target_size or 'none: keep all'})", title_justify="left")
+    for col in ("group", "available", "selected", "share", "target share", "languages"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    for g in ("zh", "en", "cross_lingual"):
+        sel = sum(quotas.get(g, {}).values())
+        langs = len({k.split("|")[0] for k, v in quotas.get(g, {}).items() if v})
+        table.add_row(g, f"{sum(available.get(g, {}).values()):,}", f"{sel:,}", f"{100 * sel / total:.1f}%", f"{100 * recipe.balance.mix[g]:.1f}%", str(langs))
+    console.print(table)
+    cells = Table(title="per language and task (largest 40 by selection)", title_justify="left")
+    for col in ("group", "language", "task", "available", "selected"):
+        cells.add_column(col, justify="right" if col in ("available", "selected") else "left")
+    rows = [(g, *cell.split("|"), available.get(g, {}).get(cell, 0), n) for g, per in quotas.items() for cell, n in per.items()]
+    for g, lang, task, avail, n in sorted(rows, key=lambda r: (-r[4], r[1], r[2]))[:40]:
+        cells.add_row(g, lang, task, f"{avail:,}", f"{n:,}")
+    console.print(cells)
+    if glob["shortfall"]:
+        console.print("shortfall: " + ", ".join(f"{k} {v:,}" for k, v in glob["shortfall"].items()))
+
+
 def print_funnel(console: Console, stats: dict[str, Any]) -> None:
     table = Table(title="records per stage", title_justify="left")
     for col in ("stage", "in", "created", "kept", "rejected", "unselected"):
@@ -258,13 +285,28 @@ def print_funnel(console: Console, stats: dict[str, Any]) -> None:
     console.print(table)
 
 
+def split_rows(selected: pa.Table, recipe: Recipe) -> pa.Table:
+    """Every row that goes into data/ (repeats included), each with its split."""
+    rows = expand_copies(selected.select(["part", "row", "id", "lang", "nbytes", "copies"]))
+    v = recipe.output.validation
+    original = rows.column("copy").to_numpy() == 0
+    ids = rows.column("id").to_pylist()
+    langs = rows.column("lang").to_pylist()
+    chosen = np.flatnonzero(original)
+    val = np.zeros(rows.num_rows, dtype=bool)
+    if v.fraction > 0 and v.max_rows > 0:
+        val[chosen] = validation_rows([ids[i] for i in chosen], [langs[i] for i in chosen], v.fraction, v.min_rows,
+                                      v.max_rows, v.min_language_rows, recipe.seed)
+    return rows.append_column("split", pa.array(np.where(val, "validation", "train")))
+
+
 def data_counts(selected: pa.Table, prepared: list[dict]) -> Counter:
-    """Rows written per (group, lang, task, source), counted in Arrow, not row by row."""
+    """Rows written per (group, lang, task, source), repeats included, counted in Arrow."""
     counts: Counter = Counter()
     if selected.num_rows == 0:
         return counts
-    per_part = selected.group_by(["group", "lang", "task", "part"]).aggregate([("id", "count")])
-    for g, lang, t, part, n in zip(*(per_part.column(c).to_pylist() for c in ("group", "lang", "task", "part", "id_count")), strict=True):
+    per_part = selected.group_by(["group", "lang", "task", "part"]).aggregate([("copies", "sum")])
+    for g, lang, t, part, n in zip(*(per_part.column(c).to_pylist() for c in ("group", "lang", "task", "part", "copies_sum")), strict=True):
         counts[(g, lang, t, prepared[part]["source"])] += n
     return counts
 
@@ -300,8 +342,11 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
         jobs = [PrepareJob(recipe, p, ctx, str(out), fp["prepare"], opts.strict, lid_model, decontamination) for p in partitions]
         prepared = engine.map(prepare, jobs, "prepare")
         glob = run_global(recipe, prepared, fp, out, engine)
+        if opts.dry_run:
+            print_plan(console, recipe, glob)
+            return BuildResult(out, {"stages": [s.to_json() for s in glob["stages"]], "plan": glob["quotas"]}, {}, time.perf_counter() - started)
         selected = glob["selected"]
-        shard_jobs = plan_shards(selected.select(["part", "row", "id", "lang", "nbytes"]), glob["files"], recipe.output, str(out), fp["write"])
+        shard_jobs = plan_shards(split_rows(selected, recipe), glob["files"], recipe.output, str(out), fp["write"], recipe.seed)
         written = engine.map(write_shard, shard_jobs, "write")
 
     remove_stale_data(out, {w["path"] for w in written})
@@ -323,8 +368,10 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
                        manifest=manifest, command=opts.command)
     with atomic_path(out / "README.md") as tmp:
         tmp.write_text(card, encoding="utf-8")
-    manifest["files"].append({"path": "README.md", "bytes": (out / "README.md").stat().st_size,
-                              "sha256": hashlib.sha256((out / "README.md").read_bytes()).hexdigest()})
+    report = write_report(out, stats=stats, counts=counts, mix=dict(recipe.balance.mix), title=recipe.name,
+                          groups=np.repeat(selected.column("group").to_numpy(zero_copy_only=False), selected.column("copies").to_numpy()),
+                          nbytes=np.repeat(selected.column("nbytes").to_numpy(), selected.column("copies").to_numpy()))
+    manifest["files"] += [file_entry(out, p) for p in [out / "README.md", *sorted((out / "report").iterdir())]]
     manifest["files"].sort(key=lambda e: e["path"])
     write_json(out / "manifest.json", manifest)
     prune(out, {stage: {fp[stage]} for stage in ("prepare", "exact_dedup", "near_dedup", "write")})
@@ -333,6 +380,9 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     made = stats["stages"][1]["kept"]
     log.info("wrote %s rows in %d files to %s (%d languages) in %.1f s (%.0f records/s constructed)", f"{manifest['rows']:,}",
              len(written), out, len(splits), seconds, made / max(seconds, 1e-9))
+    log.info("report: %s", report.resolve())
+    if stats["shortfall"]:
+        log.warning("shortfall: the data could not fill every quota: %s", ", ".join(f"{k} {v:,}" for k, v in stats["shortfall"].items()))
     return BuildResult(out, stats, manifest, seconds)
 
 
@@ -368,6 +418,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-size", type=int, metavar="N", help="override balance.target_size")
     p.add_argument("--mix", help="override balance.mix, e.g. zh=0.432,en=0.262,cross_lingual=0.306")
     p.add_argument("--temperature", type=float, help="override balance.temperature")
+    p.add_argument("--dry-run", action="store_true", help="print the balance plan (available vs selected per group, language and task) and stop before writing the corpus")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable input row instead of rejecting it")
     p.add_argument("--overwrite", action="store_true", help="start clean: remove a previous build in the output folder")
     p.add_argument("--rows-per-task", type=int, default=200_000, help=argparse.SUPPRESS)
@@ -411,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides["balance.temperature"] = args.temperature
         opts = BuildOptions(recipe=args.recipe, data_dir=args.data_dir, mirror=args.mirror, langs=args.langs, output=args.output,
                             sample=args.sample, workers=args.workers, scheduler=args.scheduler, strict=args.strict,
-                            overwrite=args.overwrite, rows_per_task=args.rows_per_task, overrides=overrides,
+                            overwrite=args.overwrite, dry_run=args.dry_run, rows_per_task=args.rows_per_task, overrides=overrides,
                             command=command_line(argv))
         result = run_build(opts, console)
     except DatakitError as e:
@@ -420,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted; run the same command again to resume")
         return 130
-    print(json.dumps({"output": str(result.out), "rows": result.manifest["rows"], "seconds": round(result.seconds, 1)}))
+    if not args.dry_run:
+        print(json.dumps({"output": str(result.out), "rows": result.manifest["rows"], "seconds": round(result.seconds, 1)}))
     return 0
 
 

@@ -21,7 +21,7 @@ from datakit.engine.store import StageDir, atomic_path
 from datakit.recipe import Recipe
 from datakit.schema import rejected_schema
 from datakit.stages import near_dedup as nd
-from datakit.stages.balance import plan_selection
+from datakit.stages.balance import BalanceSettings, plan_selection
 from datakit.stages.base import StageStats
 from datakit.stages.dedup import find_duplicates
 from datakit.write.shards import take_rows
@@ -196,11 +196,18 @@ def run_global(recipe: Recipe, prepared: list[dict], fp: dict[str, str], out: Pa
 
     index = np.flatnonzero(alive)
     survivors = keys.take(pa.array(index))
-    plan = plan_selection(survivors.select(["id", "group", "lang", "task"]), recipe.balance.target_size,
-                          recipe.balance.mix, recipe.balance.temperature, recipe.seed)
+    b = recipe.balance
+    plan = plan_selection(survivors.select(["id", "group", "lang", "task"]), BalanceSettings(
+        b.target_size, b.mix, b.temperature, b.min_per_language, b.max_per_language, b.task_weights, b.max_repeat, recipe.seed))
     left_out = np.zeros(n, dtype=bool)
     left_out[index[~plan.selected]] = True
     account("balance", alive.copy(), left_out, None, unselected=True)
-    selected = survivors.filter(pa.array(plan.selected))
-    return {"stages": stages, "selected": selected, "files": files, "rejected_files": rejected_files,
-            "shortfall": plan.shortfall, "quotas": plan.quotas, "per_source": per_source}
+    repeats = np.maximum(plan.copies - 1, 0)
+    stages[-1].repeated = int(repeats.sum())
+    stages[-1].kept += int(repeats.sum())
+    for src, per in per_source.items():
+        extra = int(repeats[source[index] == src].sum()) if len(index) else 0
+        per[-1].repeated, per[-1].kept = extra, per[-1].kept + extra
+    selected = survivors.append_column("copies", pa.array(plan.copies)).filter(pa.array(plan.selected))
+    return {"stages": stages, "selected": selected, "files": files, "rejected_files": rejected_files, "plan": plan,
+            "shortfall": plan.shortfall, "quotas": plan.quotas, "available": plan.available, "per_source": per_source}

@@ -227,8 +227,14 @@ class Dedup(Strict):
 
 
 class Balance(Strict):
-    target_size: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, gt=0)
+    """Target size and mix (see datakit/stages/balance.py)."""
+
+    target_size: int | None = Field(None, ge=1)     # None: keep everything that passes
+    temperature: float = Field(1.0, gt=0)          # across languages inside a group: p ~ n^(1/T)
+    min_per_language: int = Field(0, ge=0)          # floor per language (when it has that many)
+    max_per_language: int | None = Field(None, ge=1)  # cap per language
+    task_weights: dict[str, float] = {}             # a language's quota split over tasks; default: by size
+    max_repeat: int = Field(1, ge=1)                # >1: translations may be repeated (re-rendered with another template)
     mix: dict[Literal["zh", "en", "cross_lingual"], float] = {"zh": 0.432, "en": 0.262, "cross_lingual": 0.306}
 
     @field_validator("mix")
@@ -241,7 +247,17 @@ class Balance(Strict):
         return v
 
 
+class Validation(Strict):
+    """A small validation split per language, chosen by a seeded hash of the id."""
+
+    fraction: float = Field(0.01, ge=0, le=0.5)
+    min_rows: int = Field(1, ge=0)          # per language with a split
+    max_rows: int = Field(200, ge=0)
+    min_language_rows: int = Field(100, ge=1)  # languages with fewer records have no validation split
+
+
 class Output(Strict):
+    validation: Validation = Validation()
     shard_max_rows: int = Field(100_000, ge=1)
     shard_max_bytes: int = Field(256 * 2**20, ge=1024)
     row_group_rows: int = Field(2_000, ge=1)

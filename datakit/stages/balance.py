@@ -1,12 +1,19 @@
-"""Balancing to a target size and group mix, exactly and deterministically.
+"""Balancing to a target size and mix, exactly and deterministically.
 
-Works on compact per-record keys (id, group, lang, task). Quotas are integers that sum to the
-target: group quotas from the mix, cell quotas (language x task inside a group) from temperature
-sampling over the cells' sizes (p proportional to n^(1/T)); every split is rounded by largest
-remainder and capped at what a cell holds, the excess going to the cells that still have records.
-A group that cannot fill its quota hands the shortfall to the other groups in proportion to their
-ratios; what still cannot be filled is reported as `shortfall`. Inside a cell the records kept are
-those with the smallest seeded hash of their id, so the set depends only on (recipe, inputs, seed).
+Works on compact per-record keys (id, group, lang, task). Every quota is an integer, and the quotas
+sum to the target:
+  1. groups (zh / en / cross_lingual) get target x mix, rounded by largest remainder;
+  2. inside a group, languages first get their floor (`min_per_language`, or all they have if
+     less), then the rest by temperature sampling over their sizes (p proportional to n^(1/T)),
+     never above their cap (`max_per_language`, and what they hold times `max_repeat`);
+  3. inside a language, tasks share its quota by `task_weights` (by their sizes when none are given).
+Every split is water-filled: a cell that cannot take its share is filled and the excess goes to
+the cells that still have room, in proportion to their weights. A group that cannot fill its quota
+hands the shortfall to the other groups in proportion to their ratios; whatever is still missing
+is reported as `shortfall`. Inside a cell the records kept are those with the smallest seeded
+hash of their id; when upsampling is allowed and a cell must repeat records, the extra copies go
+to the records in the same order, round after round. The selection depends only on (recipe,
+inputs, seed).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import pyarrow as pa
 
 from datakit.records import stable_int
 
+REPEATABLE_TASKS = frozenset({"translation"})  # repeats are re-rendered with another template (construct/rerender.py)
+
 
 def allocate(total: int, weights: Mapping[Any, float], caps: Mapping[Any, int]) -> dict[Any, int]:
     """Split `total` into integers proportional to `weights`, none above its cap (water-filling +
@@ -29,6 +38,9 @@ def allocate(total: int, weights: Mapping[Any, float], caps: Mapping[Any, int]) 
     alloc = {k: 0 for k in keys}
     remaining = min(total, sum(caps[k] for k in keys))
     active = [k for k in keys if caps[k] > 0 and weights[k] > 0]
+    if remaining > 0 and not active:  # only zero weights left with room: share evenly
+        active = [k for k in keys if caps[k] > 0]
+        weights = {k: 1.0 for k in keys}
     while remaining > 0 and active:
         wsum = sum(weights[k] for k in active)
         ideal = {k: remaining * weights[k] / wsum for k in active}
@@ -43,7 +55,8 @@ def allocate(total: int, weights: Mapping[Any, float], caps: Mapping[Any, int]) 
         for k in active:
             alloc[k] += floors[k]
         left = remaining - sum(floors.values())
-        by_remainder = sorted(active, key=lambda k: (-(ideal[k] - floors[k]), keys.index(k)))
+        # Remainders compared at 1e-9: float noise must not decide a tie; the key order does.
+        by_remainder = sorted(active, key=lambda k: (-round(ideal[k] - floors[k], 9), keys.index(k)))
         for k in by_remainder[:left]:
             alloc[k] += 1
         remaining = 0
@@ -51,46 +64,106 @@ def allocate(total: int, weights: Mapping[Any, float], caps: Mapping[Any, int]) 
 
 
 @dataclass
+class BalanceSettings:
+    target: int | None
+    mix: Mapping[str, float]
+    temperature: float = 1.0
+    min_per_language: int = 0
+    max_per_language: int | None = None
+    task_weights: Mapping[str, float] = field(default_factory=dict)
+    max_repeat: int = 1
+    seed: int = 0
+
+
+@dataclass
 class Plan:
-    selected: np.ndarray  # bool per input row
-    quotas: dict[str, dict[str, int]] = field(default_factory=dict)
+    copies: np.ndarray  # per input row: how many times it goes into the corpus (0 = left out)
+    quotas: dict[str, dict[str, int]] = field(default_factory=dict)   # group -> "lang|task" -> records
+    available: dict[str, dict[str, int]] = field(default_factory=dict)
     shortfall: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def selected(self) -> np.ndarray:
+        return self.copies > 0
 
-def plan_selection(keys: pa.Table, target: int | None, mix: Mapping[str, float], temperature: float, seed: int) -> Plan:
-    """Which rows to keep. `keys` has columns id, group, lang, task."""
+
+def _language_quotas(quota: int, sizes: Mapping[str, int], s: BalanceSettings, repeat: Mapping[str, int]) -> dict[str, int]:
+    caps = {lang: min(s.max_per_language or math.inf, n * repeat[lang]) for lang, n in sizes.items()}
+    caps = {k: int(v) for k, v in caps.items()}
+    floors = {lang: min(s.min_per_language, caps[lang]) for lang in sizes}
+    if sum(floors.values()) >= quota:
+        return allocate(quota, floors, floors)
+    rest = allocate(quota - sum(floors.values()), {lang: n ** (1.0 / s.temperature) for lang, n in sizes.items()},
+                    {lang: caps[lang] - floors[lang] for lang in sizes})
+    return {lang: floors[lang] + rest[lang] for lang in sizes}
+
+
+def plan_selection(keys: pa.Table, s: BalanceSettings) -> Plan:
+    """How many times each row goes into the corpus. `keys` has columns id, group, lang, task."""
     n = keys.num_rows
-    if target is None:
-        return Plan(np.ones(n, dtype=bool))
-    groups = keys.column("group").to_numpy(zero_copy_only=False)
-    cells = [f"{g}|{lang}|{t}" for g, lang, t in zip(groups, keys.column("lang").to_pylist(), keys.column("task").to_pylist(), strict=True)]
-    cell_sizes: dict[str, int] = {}
-    for c in cells:
-        cell_sizes[c] = cell_sizes.get(c, 0) + 1
-    group_sizes = {g: sum(v for c, v in cell_sizes.items() if c.startswith(g + "|")) for g in mix}
-    group_quota = allocate(target, {g: mix[g] for g in mix}, group_sizes)
-    shortfall = {g: max(0, round(target * mix[g]) - group_quota[g]) for g in mix}
-    missing = target - sum(group_quota.values())
-    if missing > 0:
-        shortfall["total"] = missing
-    cell_quota: dict[str, int] = {}
-    for g in mix:
-        in_group = {c: s for c, s in cell_sizes.items() if c.startswith(g + "|")}
-        cell_quota.update(allocate(group_quota[g], {c: s ** (1.0 / temperature) for c, s in in_group.items()}, in_group))
+    groups = keys.column("group").to_pylist()
+    langs = keys.column("lang").to_pylist()
+    tasks = keys.column("task").to_pylist()
+    cells: dict[tuple[str, str, str], list[int]] = {}
+    for i, cell in enumerate(zip(groups, langs, tasks, strict=True)):
+        cells.setdefault(cell, []).append(i)
+    available: dict[str, dict[str, int]] = {}
+    for (g, lang, t), rows in cells.items():
+        available.setdefault(g, {})[f"{lang}|{t}"] = len(rows)
+    if s.target is None:
+        return Plan(np.ones(n, dtype=np.int64), available=available)
+
+    def repeat(task: str) -> int:
+        return s.max_repeat if task in REPEATABLE_TASKS else 1
+
+    group_room = {g: sum(len(r) * repeat(t) for (gg, _, t), r in cells.items() if gg == g) for g in s.mix}
+    group_quota = allocate(s.target, dict(s.mix), group_room)
+    planned = allocate(s.target, dict(s.mix), {g: s.target for g in s.mix})
+    shortfall = {g: planned[g] - group_quota[g] for g in s.mix if planned[g] > group_quota[g]}
+    if sum(group_quota.values()) < s.target:
+        shortfall["total"] = s.target - sum(group_quota.values())
+
+    cell_quota: dict[tuple[str, str, str], int] = {}
+    for g in s.mix:
+        by_lang: dict[str, dict[str, int]] = {}
+        for (gg, lang, t), rows in cells.items():
+            if gg == g:
+                by_lang.setdefault(lang, {})[t] = len(rows)
+        lang_repeat = {lang: max(repeat(t) for t in ts) for lang, ts in by_lang.items()}
+        lang_quota = _language_quotas(group_quota[g], {lang: sum(ts.values()) for lang, ts in by_lang.items()}, s, lang_repeat)
+        for lang, ts in by_lang.items():
+            weights = {t: (s.task_weights.get(t, 0.0) if s.task_weights else float(size)) for t, size in ts.items()}
+            for t, q in allocate(lang_quota[lang], weights, {t: size * repeat(t) for t, size in ts.items()}).items():
+                cell_quota[(g, lang, t)] = q
+
     ids = keys.column("id").to_pylist()
-    ranks = np.array([stable_int(seed, "balance", i) for i in ids], dtype=np.uint64)
-    selected = np.zeros(n, dtype=bool)
-    by_cell: dict[str, list[int]] = {}
-    for i, c in enumerate(cells):
-        by_cell.setdefault(c, []).append(i)
-    for c, rows in by_cell.items():
-        q = cell_quota.get(c, 0)
-        if q:
-            rows_arr = np.array(rows)
-            order = np.lexsort((np.array([ids[r] for r in rows]), ranks[rows_arr]))
-            selected[rows_arr[order[:q]]] = True
+    copies = np.zeros(n, dtype=np.int64)
+    for cell, rows in cells.items():
+        q = cell_quota.get(cell, 0)
+        if not q:
+            continue
+        order = sorted(rows, key=lambda i: (stable_int(s.seed, "balance", ids[i]), ids[i]))
+        full, extra = divmod(q, len(order))
+        for rank, i in enumerate(order):
+            copies[i] = full + (1 if rank < extra else 0)
     quotas: dict[str, dict[str, int]] = {}
-    for c, q in cell_quota.items():
-        g, rest = c.split("|", 1)
-        quotas.setdefault(g, {})[rest] = q
-    return Plan(selected, quotas, {k: v for k, v in shortfall.items() if v})
+    for (g, lang, t), q in sorted(cell_quota.items()):
+        quotas.setdefault(g, {})[f"{lang}|{t}"] = q
+    return Plan(copies, quotas, available, shortfall)
+
+
+def validation_rows(ids: list[str], langs: list[str], fraction: float, minimum: int, maximum: int, min_rows: int, seed: int) -> np.ndarray:
+    """Which of the selected rows form each language's validation split: a deterministic fraction
+    (by a seeded hash of the id, salted apart from balancing), at least `minimum` and at most
+    `maximum` rows, for languages with at least `min_rows` records."""
+    by_lang: dict[str, list[int]] = {}
+    for i, lang in enumerate(langs):
+        by_lang.setdefault(lang, []).append(i)
+    out = np.zeros(len(ids), dtype=bool)
+    for rows in by_lang.values():
+        if len(rows) < min_rows:
+            continue
+        k = min(maximum, max(minimum, round(fraction * len(rows))))
+        chosen = sorted(rows, key=lambda i: (stable_int(seed, "validation", ids[i]), ids[i]))[:k]
+        out[chosen] = True
+    return out

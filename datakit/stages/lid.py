@@ -24,6 +24,7 @@ from datakit.records import Record
 from datakit.scripts import script_counts
 from datakit.stages.base import RecordStage, StageStats
 
+SCORE_HISTOGRAM = "~answer_probability"  # report key: 5-point bins of P(expected language) of answers
 _CODE_BLOCK = regex.compile(r"```.*?(```|$)", regex.S)
 _INLINE_CODE = regex.compile(r"`[^`\n]*`")
 _URL = regex.compile(r"https?://\S+|www\.\S+|\S+@\S+\.\w+")
@@ -121,6 +122,9 @@ class LanguageId(RecordStage):
             if mismatch:
                 verdict = verdict or "lid_mismatch"
         lang = record["lang"]
+        answer = preds.get("answer")
+        if answer is not None:  # the distribution of the answers' expected-language probability, for the report
+            stats.note(SCORE_HISTOGRAM, f"{min(int(answer.expected_prob * 20), 19) * 5:02d}")
         stats.note(lang, "checked")
         if not self.lid.supports(lang):
             stats.note(lang, "unsupported")

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from datakit.construct.rerender import rerender
 from datakit.engine.store import StageDir, atomic_path
 from datakit.recipe import Output
 from datakit.schema import record_schema
@@ -28,29 +29,42 @@ class ShardJob:
     path: str  # relative to the output folder
     lang: str
     split: str
-    sources: tuple[tuple[str, tuple[int, ...]], ...]  # (work file, row indices)
+    sources: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]  # (work file, row indices, copy of each)
     rows: int
     output: Output
     out: str
     fingerprint: str
+    seed: int
 
 
-def plan_shards(keys: pa.Table, files: list[str], output: Output, out: str, fingerprint: str, split: str = "train") -> list[ShardJob]:
-    """Cut each language's rows (sorted by id) into shards of at most shard_max_rows / shard_max_bytes.
+def expand_copies(selected: pa.Table) -> pa.Table:
+    """One row per copy that goes into the corpus: copy 0 is the record, 1.. its repeats."""
+    copies = selected.column("copies").to_numpy()
+    index = np.repeat(np.arange(selected.num_rows), copies)
+    copy = np.concatenate([np.arange(c) for c in copies]) if len(copies) else np.zeros(0, dtype=np.int64)
+    return selected.take(pa.array(index)).append_column("copy", pa.array(copy.astype(np.int64)))
 
-    `keys` has columns part (index into `files`), row, id, lang, nbytes.
+
+def plan_shards(keys: pa.Table, files: list[str], output: Output, out: str, fingerprint: str, seed: int) -> list[ShardJob]:
+    """Cut each language's rows of each split (sorted by id, then copy) into shards of at most
+    shard_max_rows / shard_max_bytes.
+
+    `keys` has columns part (index into `files`), row, id, lang, nbytes, copy, split.
     """
     jobs: list[ShardJob] = []
     if keys.num_rows == 0:
         return jobs
-    keys = keys.take(pc.sort_indices(keys, sort_keys=[("lang", "ascending"), ("id", "ascending")]))
+    keys = keys.take(pc.sort_indices(keys, sort_keys=[("lang", "ascending"), ("split", "ascending"), ("id", "ascending"), ("copy", "ascending")]))
     langs = keys.column("lang").to_numpy(zero_copy_only=False)
+    splits = keys.column("split").to_numpy(zero_copy_only=False)
     parts = keys.column("part").to_numpy()
     rows = keys.column("row").to_numpy()
+    copy = keys.column("copy").to_numpy()
     nbytes = keys.column("nbytes").to_numpy()
-    bounds = np.flatnonzero(np.r_[True, langs[1:] != langs[:-1], True])
+    change = (langs[1:] != langs[:-1]) | (splits[1:] != splits[:-1])
+    bounds = np.flatnonzero(np.r_[True, change, True])
     for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-        lang = str(langs[start])
+        lang, split = str(langs[start]), str(splits[start])
         cuts, count, size = [start], 0, 0
         for i in range(start, end):
             if count and (count >= output.shard_max_rows or size + nbytes[i] > output.shard_max_bytes):
@@ -62,11 +76,11 @@ def plan_shards(keys: pa.Table, files: list[str], output: Output, out: str, fing
         n = len(cuts) - 1
         for k in range(n):
             lo, hi = cuts[k], cuts[k + 1]
-            by_file: dict[int, list[int]] = {}
-            for p, r in zip(parts[lo:hi], rows[lo:hi], strict=True):
-                by_file.setdefault(int(p), []).append(int(r))
-            sources = tuple((files[p], tuple(sorted(rs))) for p, rs in sorted(by_file.items()))
-            jobs.append(ShardJob(f"data/{lang}/{split}-{k:05d}-of-{n:05d}.parquet", lang, split, sources, hi - lo, output, out, fingerprint))
+            by_file: dict[int, list[tuple[int, int]]] = {}
+            for p, r, c in zip(parts[lo:hi], rows[lo:hi], copy[lo:hi], strict=True):
+                by_file.setdefault(int(p), []).append((int(r), int(c)))
+            sources = tuple((files[p], tuple(r for r, _ in sorted(rc)), tuple(c for _, c in sorted(rc))) for p, rc in sorted(by_file.items()))
+            jobs.append(ShardJob(f"data/{lang}/{split}-{k:05d}-of-{n:05d}.parquet", lang, split, sources, hi - lo, output, out, fingerprint, seed))
     return jobs
 
 
@@ -90,7 +104,15 @@ def write_shard(job: ShardJob) -> dict[str, Any]:
     if done is not None and final.is_file() and final.stat().st_size == done["bytes"]:
         return done
     columns = list(record_schema().names)
-    tables = [take_rows(f, rows, columns) for f, rows in job.sources]
+    tables = []
+    for f, rows, copies in job.sources:
+        unique = tuple(sorted(set(rows)))
+        table = take_rows(f, unique, columns)
+        if any(copies):
+            by_row = dict(zip(unique, table.to_pylist(), strict=True))
+            table = pa.Table.from_pylist([by_row[r] if c == 0 else rerender(by_row[r], c, job.seed) for r, c in zip(rows, copies, strict=True)],
+                                         schema=record_schema())
+        tables.append(table)
     table = pa.concat_tables(tables).cast(record_schema())
     table = table.take(pc.sort_indices(table, sort_keys=[("id", "ascending")]))
     compression = None if job.output.compression == "none" else job.output.compression

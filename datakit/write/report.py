@@ -1,0 +1,153 @@
+"""out/report/: report.html and its plots, readable offline in a browser.
+
+Four plots (matplotlib, PNG): the mix against its target (groups, and the largest languages), the
+filter funnel per stage and reason, the length distribution of each group, and the distribution of
+the language-ID probability of the answers. The page beside them holds the tables a reviewer
+checks: the funnel, the languages with their tasks, the language-ID report per language, the
+shortfall. Everything comes from stats.json and the selected records' keys.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from datakit.engine.store import atomic_path  # noqa: E402
+from datakit.languages import display_name  # noqa: E402
+from datakit.stages.lid import SCORE_HISTOGRAM  # noqa: E402
+
+GROUPS = ("zh", "en", "cross_lingual")
+PLOTS = {
+    "mix.png": "Mix: share of each group against the target, and the largest languages",
+    "funnel.png": "Filter funnel: records kept and removed (by reason) at each stage",
+    "lengths.png": "Length of records (UTF-8 bytes of all turns) per group",
+    "lid_scores.png": "Language ID: probability of the expected language for each checked answer",
+}
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+
+
+def plot_mix(path: Path, counts: Counter, mix: dict[str, float]) -> None:
+    total = sum(counts.values()) or 1
+    by_group = Counter()
+    by_lang = Counter()
+    for (group, lang, _, _), n in counts.items():
+        by_group[group] += n
+        by_lang[lang] += n
+    fig, (a, b) = plt.subplots(1, 2, figsize=(14, 6), gridspec_kw={"width_ratios": [1, 2], "wspace": 0.55})
+    x = np.arange(len(GROUPS))
+    a.bar(x - 0.2, [100 * by_group[g] / total for g in GROUPS], 0.4, label="corpus")
+    a.bar(x + 0.2, [100 * mix.get(g, 0) for g in GROUPS], 0.4, label="target")
+    a.set_xticks(x, GROUPS)
+    a.set_ylabel("% of records")
+    a.legend()
+    top = by_lang.most_common(30)[::-1]
+    b.barh([f"{lang} {display_name(lang)}"[:32] for lang, _ in top], [n for _, n in top])
+    b.set_xlabel("records")
+    b.set_title(f"largest {len(top)} of {len(by_lang)} languages")
+    _save(fig, path)
+
+
+def plot_funnel(path: Path, stages: list[dict[str, Any]]) -> None:
+    fig, ax = plt.subplots(figsize=(12, 0.6 * len(stages) + 1.5))
+    names = [s["name"] for s in stages][::-1]
+    ordered = stages[::-1]
+    ax.barh(names, [s["kept"] for s in ordered], label="kept", color="#4c72b0")
+    left = np.array([s["kept"] for s in ordered], dtype=float)
+    reasons = sorted({r for s in stages for r in s["rejected"]} | ({"left out by balance"} if any(s["unselected"] for s in stages) else set()))
+    colors = plt.cm.tab20(np.linspace(0, 1, max(1, len(reasons))))
+    for reason, color in zip(reasons, colors, strict=True):
+        widths = np.array([s["unselected"] if reason == "left out by balance" else s["rejected"].get(reason, 0) for s in ordered], dtype=float)
+        if widths.any():
+            ax.barh(names, widths, left=left, label=reason, color=color)
+            left += widths
+    ax.set_xlabel("records (kept + removed = in + created + repeated)")
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    _save(fig, path)
+
+
+def plot_lengths(path: Path, groups: np.ndarray, nbytes: np.ndarray) -> None:
+    fig, ax = plt.subplots(figsize=(9, 5))
+    positive = nbytes[nbytes > 0]
+    bins = np.logspace(np.log10(max(1, positive.min(initial=1))), np.log10(max(10, positive.max(initial=10))), 50)
+    for g in GROUPS:
+        mine = nbytes[(groups == g) & (nbytes > 0)]
+        if len(mine):
+            ax.hist(mine, bins=bins, histtype="step", linewidth=1.6, label=f"{g} (median {int(np.median(mine))} bytes)")
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes per record")
+    ax.set_ylabel("records")
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_lid(path: Path, histogram: dict[str, int]) -> None:
+    fig, ax = plt.subplots(figsize=(9, 4))
+    bins = sorted(histogram)
+    ax.bar([int(b) / 100 + 0.025 for b in bins], [histogram[b] for b in bins], width=0.045)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("P(expected language) of the answer, as the model reads it")
+    ax.set_ylabel("checked answers")
+    _save(fig, path)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_report(out: Path, *, stats: dict[str, Any], counts: Counter, mix: dict[str, float], groups: np.ndarray,
+                 nbytes: np.ndarray, title: str) -> Path:
+    folder = out / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_mix(folder / "mix.png", counts, mix)
+    plot_funnel(folder / "funnel.png", stats["stages"])
+    plot_lengths(folder / "lengths.png", groups, nbytes)
+    lid = next((s for s in stats["stages"] if s["name"] == "lid"), None)
+    report = (lid or {}).get("report", {})
+    plot_lid(folder / "lid_scores.png", report.get(SCORE_HISTOGRAM, {}))
+
+    total = sum(counts.values())
+    funnel = [[s["name"], s["in"], s["created"], s["repeated"], s["kept"], ", ".join(f"{r}: {n}" for r, n in s["rejected"].items()) or "-", s["unselected"]]
+              for s in stats["stages"]]
+    by_lang: dict[str, Counter] = {}
+    for (_, lang, task, _), n in counts.items():
+        by_lang.setdefault(lang, Counter())[task] += n
+    tasks = sorted({t for c in by_lang.values() for t in c})
+    langs = [[lang, display_name(lang), sum(c.values()), *[c.get(t, 0) for t in tasks]]
+             for lang, c in sorted(by_lang.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))]
+    lid_rows = [[lang, c.get("checked", 0), c.get("kept", 0), c.get("rejected", 0), c.get("unsupported", 0)]
+                for lang, c in sorted(report.items()) if lang != SCORE_HISTOGRAM]
+    shortfall = stats.get("shortfall") or {}
+    figures = "".join(f'<figure><img src="{name}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+                      for name, caption in PLOTS.items())
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}: build report</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}img{{max-width:100%}}
+table{{border-collapse:collapse;font-size:13px;margin:1em 0}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}figure{{margin:2em 0}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{total:,} records in {len(by_lang)} languages.</p>
+{"<p><b>Shortfall</b>: " + html.escape(", ".join(f"{k}: {v:,}" for k, v in shortfall.items())) + "</p>" if shortfall else ""}
+{figures}
+<h2>Filter funnel</h2>{_table(["stage", "in", "created", "repeated", "kept", "rejected", "left out"], funnel)}
+<h2>Languages</h2>{_table(["code", "language", "records", *tasks], langs)}
+<h2>Language ID per language</h2>{_table(["code", "checked", "kept", "rejected", "unsupported by the model"], lid_rows)}
+</body></html>
+"""
+    with atomic_path(folder / "report.html") as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return folder / "report.html"
