@@ -74,7 +74,7 @@ def manifest_files(folder: Path, rejected: bool = False) -> dict[str, dict]:
 
 
 def lfs_count(folder: Path, rejected: bool = False) -> int:
-    return sum(p.endswith(".parquet") for p in manifest_files(folder, rejected))
+    return sum(p.endswith((".parquet", ".png")) for p in manifest_files(folder, rejected))  # LFS by .gitattributes
 
 
 def copy_output(built: Path, dest: Path) -> Path:
@@ -100,12 +100,12 @@ def test_publish_matches_manifest_and_rerun_uploads_nothing(built, hub):
         stored = remote[path]
         assert stored.size == entry["bytes"] and stored.sha256 == entry["sha256"], path
         assert hub.content(stored) == (built / path).read_bytes()
-        assert stored.lfs == path.endswith(".parquet")
+        assert stored.lfs == path.endswith((".parquet", ".png"))  # the repo's .gitattributes
     assert hub.content(remote["manifest.json"]) == (built / "manifest.json").read_bytes()
     assert not any(p.startswith(("rejected/", ".datakit/")) for p in remote), "rejected/ is published only when asked"
     assert hub.repos[f"datasets/{REPO}"].private
 
-    n_data = len(expected) - 2  # README.md and stats.json are committed last, with manifest.json
+    n_data = sum(p.startswith("data/") for p in expected)  # the card, stats and report are committed last, with manifest.json
     assert result.uploaded_files == len(expected) + 1 and result.verified == len(expected) + 1
     assert result.commits == -(-n_data // 3) + 1 == hub.commits_made - 1  # + the repo's first commit
     assert len(hub.lfs_received) == lfs_count(built)
@@ -151,7 +151,8 @@ def test_dry_run_creates_nothing(built, hub):
     result = publish(options(built, hub, dry_run=True))
     assert f"datasets/{REPO}" not in hub.repos and hub.commits_made == 0
     assert set(result.planned) == set(manifest_files(built)) | {"manifest.json"}
-    assert set(result.planned[-3:]) == set(LAST), "card, stats and manifest come last"
+    last = [p for p in result.planned if p in LAST or p.startswith("report/")]
+    assert set(result.planned[-len(last):]) == set(last) and set(LAST) <= set(last), "card, stats, report and manifest come last"
 
 
 # ---------------------------------------------------------------------------- faults

@@ -67,7 +67,7 @@ def plot_funnel(path: Path, stages: list[dict[str, Any]]) -> None:
     ax.barh(names, [s["kept"] for s in ordered], label="kept", color="#4c72b0")
     left = np.array([s["kept"] for s in ordered], dtype=float)
     reasons = sorted({r for s in stages for r in s["rejected"]} | ({"left out by balance"} if any(s["unselected"] for s in stages) else set()))
-    colors = plt.cm.tab20(np.linspace(0, 1, max(1, len(reasons))))
+    colors = plt.cm.tab20(np.linspace(0, 1, len(reasons))) if reasons else []
     for reason, color in zip(reasons, colors, strict=True):
         widths = np.array([s["unselected"] if reason == "left out by balance" else s["rejected"].get(reason, 0) for s in ordered], dtype=float)
         if widths.any():
