@@ -206,3 +206,20 @@ def display_name(code_: str, in_lang: str = "eng_Latn") -> str:
                 return name
     name = langcodes.Language.get(iso).display_name()
     return code_ if name.startswith("Unknown language") else name
+
+
+@functools.lru_cache(maxsize=1024)
+def variant_name(code_: str, region: str, in_lang: str = "eng_Latn") -> str:
+    """A regional variant's name ("British English", "巴西葡萄牙语"), from CLDR; else "English (India)"."""
+    from babel import Locale, UnknownLocaleError
+
+    short = langcodes.Language.get(code_.split("_")[0]).language
+    try:
+        locale = Locale.parse(langcodes.Language.get(in_lang.split("_")[0]).language)
+    except (UnknownLocaleError, ValueError):
+        locale = Locale.parse("en")
+    name = locale.languages.get(f"{short}_{region}")
+    if name:
+        return name
+    territory = locale.territories.get(region, region)
+    return f"{display_name(code_, in_lang)}（{territory}）" if locale.language in ("zh", "ja") else f"{display_name(code_, in_lang)} ({territory})"

@@ -120,8 +120,16 @@ class QA(Strict):
     cross_lingual: bool = True
 
 
+class Interactive(Strict):
+    """Multi-turn interactive translation from sentence-level parallel text (see construct/interactive.py)."""
+
+    share: float = Field(0.0, ge=0, le=1)   # of parallel rows that also make an interactive record
+    max_revisions: int = Field(2, ge=1, le=4)
+
+
 class Construct(Strict):
     translation: Translation = Translation()
+    interactive: Interactive = Interactive()
     qa: QA = QA()
 
 

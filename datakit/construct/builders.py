@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from datakit.construct import templates as T
+from datakit.construct.interactive import interactive
 from datakit.languages import HUBS, display_name
 from datakit.recipe import Recipe, Source
 from datakit.records import Record, new_record, seeded_rng
@@ -139,7 +140,19 @@ def qa(ex: QAItem, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
     return out
 
 
-BUILDERS = {Instruction: general, Parallel: translation, QAItem: qa}
+def parallel(ex: Parallel, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
+    """Translation records around the pivots, and for a share of the rows an interactive record."""
+    built = translation(ex, row, source, recipe)
+    cfg = recipe.construction
+    if cfg.interactive.share > 0 and not any(isinstance(b, Rejected) for b in built):
+        record = interactive(ex, row, source.name, source.license, recipe.seed, recipe.pivots,
+                             cfg.translation.instruction_langs, cfg.interactive.max_revisions, cfg.interactive.share)
+        if record is not None:
+            built.append(record)
+    return built
+
+
+BUILDERS = {Instruction: general, Parallel: parallel, QAItem: qa}
 
 
 def build(row: RawRow, source: Source, recipe: Recipe) -> list[Built]:

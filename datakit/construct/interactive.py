@@ -1,0 +1,156 @@
+"""Interactive translation: a translation, then the user asks for revisions, turn by turn (BayLing 1).
+
+Offline, only revisions whose correct answer the data holds are made, and each answer is checked
+to satisfy its request before the record is built:
+- `another_language`: "now into Chinese": the other pivot's reference of the same line;
+- `regional_variant`: "make it British English": the variant reference (NTREX has eng-GB/US/IN,
+  por-BR, fra-CA, spa-MX);
+- `include_words`: the first answer is an alternative reference (a regional variant or second
+  translation); the user asks for words the primary reference has and it lacks; the answer is
+  the primary reference, which contains them;
+- `use_term`: likewise, for one multi-word term (a name, a phrase) of the primary reference.
+Revisions that need generation (shorter, more formal) come only from an LLM step.
+"""
+
+from __future__ import annotations
+
+import regex
+
+from datakit.construct import templates as T
+from datakit.languages import HUBS, display_name, variant_name
+from datakit.records import Record, new_record, seeded_rng
+from datakit.sources.base import Parallel, RawRow
+
+_WORD = regex.compile(r"\b[\p{L}][\p{L}\p{M}'’-]{3,}\b")
+_TERM = regex.compile(r"\b(?:\p{Lu}[\p{L}\p{M}'’-]+)(?:\s+\p{Lu}[\p{L}\p{M}'’-]+)+\b")
+
+REVISIONS = {
+    "another_language": {
+        "eng_Latn": ["Now translate it into {lang}.", "Could you also give me the {lang} version?", "And in {lang}?"],
+        "zho_Hans": ["现在把它翻译成{lang}。", "再给我一个{lang}版本。", "用{lang}怎么说？"],
+    },
+    "regional_variant": {
+        "eng_Latn": ["Please adapt the translation for {variant} readers.", "Rewrite it in {variant}.", "Can you make that {variant}?"],
+        "zho_Hans": ["请改成{variant}的说法。", "请把译文改为{variant}。", "能换成{variant}吗？"],
+    },
+    "include_words": {
+        "eng_Latn": ["Revise the translation so that it uses the words {words}.", "Please rework it to include {words}."],
+        "zho_Hans": ["请修改译文，使其包含这些词：{words}。", "请重新翻译，译文里要用到{words}。"],
+    },
+    "use_term": {
+        "eng_Latn": ['Please use the term "{term}" in the translation.', 'Use "{term}" there, please.'],
+        "zho_Hans": ["译文中请使用“{term}”这个说法。", "请在译文里用“{term}”。"],
+    },
+}
+
+
+def _quote(words: list[str], lang: str) -> str:
+    if lang == "zho_Hans":
+        return "、".join(f"“{w}”" for w in words)
+    quoted = [f'"{w}"' for w in words]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def _missing_words(primary: str, other: str, rng, n: int = 2) -> list[str]:
+    """Words of the primary reference that the alternative lacks (as whole words)."""
+    theirs = set(_WORD.findall(other))
+    candidates = sorted({w for w in _WORD.findall(primary) if w not in theirs})
+    rng.shuffle(candidates)
+    return candidates[:n]
+
+
+def _missing_term(primary: str, other: str, rng) -> str | None:
+    terms = sorted({t for t in _TERM.findall(primary) if t not in other})
+    return terms[rng.randrange(len(terms))] if terms else None
+
+
+def holds(kind: str, answer: str, detail: dict) -> bool:
+    """Whether an answer satisfies its revision request (every record is built only if it does)."""
+    if kind == "include_words":
+        return all(regex.search(rf"(?<!\p{{L}}){regex.escape(w)}(?!\p{{L}})", answer) for w in detail["words"])
+    if kind == "use_term":
+        return detail["term"] in answer
+    return answer == detail["reference"]
+
+
+def interactive(ex: Parallel, row: RawRow, source_name: str, license_: str, seed: int, pivots: list[str],
+                instruction_langs: list[str], max_revisions: int, share: float) -> Record | None:
+    rng = seeded_rng(seed, source_name, row.loc, "interactive")
+    if ex.unit != "sentence" or rng.random() >= share:
+        return None
+    x = ex.focus
+    pairs = [(x, p) for p in pivots if p in ex.texts and p != x] + [(p, x) for p in pivots if p in ex.texts and p != x]
+    if not pairs:
+        return None
+    src, tgt = pairs[rng.randrange(len(pairs))]
+    inst = instruction_langs[rng.randrange(len(instruction_langs))]
+    template = T.choose(T.TRANSLATION, inst, ex.unit, rng)
+    names = {"src": display_name(src, inst), "tgt": display_name(tgt, inst)}
+    primary = ex.texts[tgt]
+    alternatives = sorted((ex.variants.get(tgt) or {}).items())
+    first_answer, turns = primary, []
+
+    options = []
+    others = [p for p in pivots if p in ex.texts and p not in (src, tgt)]
+    if others:
+        options.append("another_language")
+    regional = [(label, text) for label, text in alternatives if len(label) == 2 and text != primary]
+    if regional:
+        options.append("regional_variant")
+    alt = next(((label, text) for label, text in alternatives if text != primary), None)
+    if alt is not None:
+        options += ["include_words", "use_term"]
+    if not options:
+        return None
+    rng.shuffle(options)
+    # Word and term requests revise an alternative first answer: they go first, or not at all.
+    order = sorted(options[:max_revisions], key=lambda k: k not in ("include_words", "use_term"))
+    if "include_words" in order and "use_term" in order:
+        order.remove("use_term")
+    current = primary
+    for kind in order:
+        phrasing = REVISIONS[kind][inst][rng.randrange(len(REVISIONS[kind][inst]))]
+        if kind in ("include_words", "use_term"):
+            if turns or alt is None:
+                continue
+            if kind == "include_words":
+                words = _missing_words(primary, alt[1], rng)
+                if not words:
+                    continue
+                detail, request = {"words": words}, phrasing.format(words=_quote(words, inst))
+            else:
+                term = _missing_term(primary, alt[1], rng)
+                if term is None:
+                    continue
+                detail, request = {"term": term}, phrasing.format(term=term)
+            answer, lang_of_answer = primary, tgt
+        elif kind == "another_language":
+            other = others[rng.randrange(len(others))]
+            answer, lang_of_answer = ex.texts[other], other
+            detail, request = {"reference": answer, "lang": other}, phrasing.format(lang=display_name(other, inst))
+        else:
+            label, text = regional[rng.randrange(len(regional))]
+            answer, lang_of_answer = text, tgt
+            detail = {"reference": text, "variant": label}
+            request = phrasing.format(variant=variant_name(tgt, label, inst))
+        previous = alt[1] if kind in ("include_words", "use_term") else current
+        if answer == previous or not holds(kind, answer, detail):
+            continue  # a revision changes the answer, and satisfies its request
+        if kind in ("include_words", "use_term"):
+            first_answer = alt[1]
+        turns.append((kind, request, answer, lang_of_answer, detail))
+        current = answer
+    if not turns:
+        return None
+    messages = [{"role": "user", "content": template.render(**names, text=ex.texts[src])}, {"role": "assistant", "content": first_answer}]
+    for _, request, answer, _, _ in turns:
+        messages += [{"role": "user", "content": request}, {"role": "assistant", "content": answer}]
+    lang = tgt if x in HUBS else x
+    record = new_record(messages=messages, lang=lang, task="interactive_translation", source=source_name, license=license_,
+                        src_lang=src, tgt_lang=tgt,
+                        meta={**row.loc, "template": template.id, "instruction_lang": inst, "unit": ex.unit,
+                              "revisions": [{"kind": k, **{d: v for d, v in det.items() if d != "reference"}} for k, _, _, _, det in turns]})
+    record["_dedup_parts"] = [ex.texts[src], first_answer, *(a for _, _, a, _, _ in turns)]
+    record["_check"] = [("source", ex.texts[src], src), ("answer", first_answer, tgt),
+                        *((f"revision{i + 1}", a, lang_a) for i, (_, _, a, lang_a, _) in enumerate(turns))]
+    return record
