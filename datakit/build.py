@@ -33,6 +33,7 @@ from rich.table import Table
 
 import datakit
 from datakit import languages
+from datakit.construct.synthesis import synthesise
 from datakit.engine.dask import DaskEngine
 from datakit.engine.store import WORK_DIR, atomic_path, explain_os_error, prune, write_json
 from datakit.errors import DatakitError, OutputError, RecipeError
@@ -49,6 +50,7 @@ from datakit.sources.rows import local_root
 from datakit.stages.balance import validation_rows
 from datakit.stages.base import StageStats
 from datakit.stages.decontaminate import Index, build_index
+from datakit.stages.lid import LanguageId
 from datakit.write.card import render_card
 from datakit.write.manifest import build_manifest, file_entry
 from datakit.write.report import write_report
@@ -73,6 +75,7 @@ class BuildOptions:
     strict: bool = False
     overwrite: bool = False
     dry_run: bool = False
+    cache_dir: str | None = None
     rows_per_task: int = 200_000
     overrides: dict[str, Any] = field(default_factory=dict)
     command: str = "python -m datakit.build"
@@ -337,6 +340,11 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     log.info("recipe %s (%s), seed %d, languages: %s%s", recipe.name, recipe_path, recipe.seed,
              "all" if ctx.langs is None else f"{len(ctx.langs)} selected", f", sample {ctx.sample} rows per source" if ctx.sample else "")
 
+    lid_stage = LanguageId(recipe.filters.lid, lid_model) if lid_model else None
+    synthesis = synthesise(recipe, ctx, out, fp["prepare"], lid_stage, opts.cache_dir)
+    if synthesis is not None:  # its results are read like one more source
+        recipe = recipe.model_copy(update={"sources": [*recipe.sources, synthesis]})
+
     with DaskEngine(opts.workers, opts.scheduler, console) as engine:
         partitions = plan_partitions(recipe, ctx)
         jobs = [PrepareJob(recipe, p, ctx, str(out), fp["prepare"], opts.strict, lid_model, decontamination) for p in partitions]
@@ -418,6 +426,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-size", type=int, metavar="N", help="override balance.target_size")
     p.add_argument("--mix", help="override balance.mix, e.g. zh=0.432,en=0.262,cross_lingual=0.306")
     p.add_argument("--temperature", type=float, help="override balance.temperature")
+    p.add_argument("--cache-dir", help="the LLM response cache (default: ~/.cache/datakit/llm, or $DATAKIT_CACHE_DIR/llm)")
     p.add_argument("--dry-run", action="store_true", help="print the balance plan (available vs selected per group, language and task) and stop before writing the corpus")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable input row instead of rejecting it")
     p.add_argument("--overwrite", action="store_true", help="start clean: remove a previous build in the output folder")
@@ -426,7 +435,7 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-ENGINE_FLAGS = {"--workers", "--scheduler", "-v", "--verbose"}
+ENGINE_FLAGS = {"--workers", "--scheduler", "--cache-dir", "-v", "--verbose"}
 
 
 def command_line(argv: list[str]) -> str:
@@ -462,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides["balance.temperature"] = args.temperature
         opts = BuildOptions(recipe=args.recipe, data_dir=args.data_dir, mirror=args.mirror, langs=args.langs, output=args.output,
                             sample=args.sample, workers=args.workers, scheduler=args.scheduler, strict=args.strict,
-                            overwrite=args.overwrite, dry_run=args.dry_run, rows_per_task=args.rows_per_task, overrides=overrides,
+                            overwrite=args.overwrite, dry_run=args.dry_run, cache_dir=args.cache_dir, rows_per_task=args.rows_per_task, overrides=overrides,
                             command=command_line(argv))
         result = run_build(opts, console)
     except DatakitError as e:

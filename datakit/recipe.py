@@ -8,6 +8,7 @@ layout. Unknown keys, wrong types and missing files are errors that name the key
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,7 +22,7 @@ from datakit.records import canonical_json
 
 SEED_TOKENS = 4  # decontamination looks for n-grams from a seed of this many tokens
 
-Format = Literal["alpaca", "messages", "seed_tasks", "bitext", "udhr_xml", "tsv_qa", "squad"]
+Format = Literal["alpaca", "messages", "seed_tasks", "bitext", "udhr_xml", "tsv_qa", "squad", "synthesised"]
 Terms = Literal["open", "share-alike", "non-commercial", "research-only", "unknown"]
 
 
@@ -127,10 +128,36 @@ class Interactive(Strict):
     max_revisions: int = Field(2, ge=1, le=4)
 
 
+class Synthesis(Strict):
+    """zh/en general instructions translated into other languages by an LLM (see construct/synthesis.py).
+
+    Endpoint and key come from the openai client's own variables, OPENAI_BASE_URL and OPENAI_API_KEY."""
+
+    enabled: bool = False
+    model: str = "gpt-4o-mini"
+    languages: list[LangCode] = []         # target languages X
+    sources: list[str] = []                # general sources (by name) whose instructions are translated
+    per_language: int = Field(50, ge=1)    # instructions per target language
+    pool: int = Field(5000, ge=1)          # rows read from each source to choose from
+    budget_usd: float | None = Field(None, ge=0)
+    prices: dict[str, dict[str, float]] = {}  # model -> {input, output} USD per 1M tokens
+    params: dict[str, Any] = {"temperature": 0}
+    concurrency: int = Field(4, ge=1)
+    max_tokens: int = Field(1024, ge=16)
+    batch: bool = False                    # the provider's Batch API for large jobs
+    license: str = "see-sources"
+
+    @field_validator("languages")
+    @classmethod
+    def _norm(cls, v: list[str]) -> list[str]:
+        return [_lang_code(x) for x in v]
+
+
 class Construct(Strict):
     translation: Translation = Translation()
     interactive: Interactive = Interactive()
     qa: QA = QA()
+    synthesis: Synthesis = Synthesis()
 
 
 class Normalise(Strict):
@@ -293,6 +320,16 @@ class Recipe(Strict):
             raise ValueError(f"pivots must be among the hubs {list(languages.HUBS)}")
         return codes
 
+    @model_validator(mode="after")
+    def _synthesis_sources(self) -> Recipe:
+        names = {s.name: s for s in self.sources}
+        for name in self.construction.synthesis.sources:
+            if name not in names:
+                raise ValueError(f"construct.synthesis.sources: no source named {name!r}")
+            if names[name].format not in ("alpaca", "messages", "seed_tasks"):
+                raise ValueError(f"construct.synthesis.sources: {name!r} is not a general instruction source")
+        return self
+
     @field_validator("sources")
     @classmethod
     def _unique_names(cls, v: list[Source]) -> list[Source]:
@@ -344,19 +381,46 @@ def parse_recipe(data: Any, origin: str) -> Recipe:
         raise RecipeError(f"{origin}: invalid recipe\n" + "\n".join(lines)) from None
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    path = Path(path)
+def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise RecipeError(f"recipe file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
         raise RecipeError(f"{path}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
     except UnicodeDecodeError as e:
         raise RecipeError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    return parse_recipe(data, str(path))
+
+
+def _merge(base: Any, over: Any) -> Any:
+    """A recipe over the one it extends: mappings merge key by key, anything else replaces."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in over.items()}}
+    return over
+
+
+def _resolve(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping, found {type(data).__name__}")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    base_path = (path.parent / str(parent)).resolve()
+    if base_path in seen:
+        raise RecipeError(f"{path}: extends: {parent} makes a cycle")
+    base = _resolve(base_path, (*seen, base_path))
+    if "data_dir" in base and "data_dir" not in data and not Path(base["data_dir"]).is_absolute():
+        base["data_dir"] = str(Path(os.path.relpath(base_path.parent / base["data_dir"], path.parent)))
+    return _merge(base, data)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Load and validate a recipe; `extends: other.yaml` takes another recipe and changes some of it."""
+    path = Path(path)
+    return parse_recipe(_resolve(path), str(path))
 
 
 def with_overrides(recipe: Recipe, **changes: Any) -> Recipe:

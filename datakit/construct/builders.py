@@ -9,7 +9,7 @@ from datakit.construct.interactive import interactive
 from datakit.languages import HUBS, display_name
 from datakit.recipe import Recipe, Source
 from datakit.records import Record, new_record, seeded_rng
-from datakit.sources.base import Instruction, Parallel, QAItem, RawRow
+from datakit.sources.base import Instruction, Parallel, QAItem, RawRow, Synthesised
 from datakit.stages.normalise import normalise_text
 
 
@@ -152,7 +152,16 @@ def parallel(ex: Parallel, row: RawRow, source: Source, recipe: Recipe) -> list[
     return built
 
 
-BUILDERS = {Instruction: general, Parallel: parallel, QAItem: qa}
+def synthesised(ex: Synthesised, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
+    record = _record(source, row, messages=ex.conversation, lang=ex.lang, task="synthesised",
+                     meta={**ex.origin, **ex.generation})
+    # Checked like a translation: the answer against the one it was translated from (length, numbers).
+    record["_dedup_parts"] = [ex.source_conversation[-1]["content"], ex.conversation[-1]["content"]]
+    record["_check"] = [("prompt", ex.conversation[0]["content"], ex.lang), ("answer", ex.conversation[-1]["content"], ex.lang)]
+    return [record]
+
+
+BUILDERS = {Instruction: general, Parallel: parallel, QAItem: qa, Synthesised: synthesised}
 
 
 def build(row: RawRow, source: Source, recipe: Recipe) -> list[Built]:

@@ -11,6 +11,7 @@ from datakit.sources.base import Adapter
 from datakit.sources.instructions import Alpaca, Messages, SeedTasks
 from datakit.sources.parallel import Bitext, UdhrXml
 from datakit.sources.qa import Squad, TsvQA
+from datakit.sources.synthesised import SynthesisedRows
 
 ADAPTERS: dict[str, Adapter] = {
     "alpaca": Alpaca(),
@@ -20,6 +21,7 @@ ADAPTERS: dict[str, Adapter] = {
     "udhr_xml": UdhrXml(),
     "tsv_qa": TsvQA(),
     "squad": Squad(),
+    "synthesised": SynthesisedRows(),
 }
 
 

@@ -65,7 +65,18 @@ class QAItem:
     context: dict[str, str] = field(default_factory=dict)
 
 
-Example = Instruction | Parallel | QAItem
+@dataclass
+class Synthesised:
+    """A general instruction translated into `lang` by an LLM, with what it was made from."""
+
+    lang: str
+    conversation: list[dict[str, str]]
+    source_conversation: list[dict[str, str]]
+    origin: dict[str, Any]
+    generation: dict[str, Any]
+
+
+Example = Instruction | Parallel | QAItem | Synthesised
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import regex
 
-from datakit.langid import LangId, Thresholds, calibrated_thresholds, group_of, read_thresholds
+from datakit.langid import LangId, Prediction, Thresholds, calibrated_thresholds, group_of, read_thresholds
 from datakit.recipe import Lid as LidConfig
 from datakit.records import Record
 from datakit.scripts import script_counts
@@ -81,6 +81,30 @@ class LanguageId(RecordStage):
             return self.thresholds[code]
         return Thresholds(self.config.default_threshold) if self.lid.supports(code) else None
 
+    def mismatch(self, pred: Prediction, expected: str, general: bool = False) -> bool:
+        """Whether a prediction says the text is not in `expected`, by the language's calibrated limits."""
+        limits = self.threshold(expected)
+        if limits is None:
+            return False
+        other = pred.label is not None and pred.label.split("_")[0] not in group_of(expected.split("_")[0])
+        margin = pred.prob - pred.expected_prob  # how much more likely another language is than the expected one
+        if general:
+            # Code, formulas and quotations read as "a little English": only confident prose counts.
+            return other and margin >= max(self.config.general_margin, limits.for_label(pred.label))
+        return (other and margin >= limits.for_label(pred.label)) or pred.expected_prob < limits.floor
+
+    def text_mismatch(self, text: str, expected: str) -> str | None:
+        """The lid verdict for one text outside a batch (an LLM answer being validated)."""
+        clean = prose(text)
+        script = expected.split("_")[1]
+        share = script_share(clean, script)
+        if share is not None and share < self.config.script_min_share.get("synthesised", 0.5):
+            return "script_mismatch"
+        if len(clean.strip()) < self.config.min_chars or self.threshold(expected) is None:
+            return None
+        pred = self.lid.predict([clean], [expected])[0]
+        return "lid_mismatch" if self.mismatch(pred, expected) else None
+
     def begin_batch(self, records: list[Record]) -> None:
         jobs = []
         for i, record in enumerate(records):
@@ -110,16 +134,7 @@ class LanguageId(RecordStage):
                 continue
             if pred is None:
                 continue
-            limits = self.threshold(expected)
-            other = pred.label is not None and pred.label.split("_")[0] not in group_of(expected.split("_")[0])
-            # How much more likely another language is than the expected one.
-            margin = pred.prob - pred.expected_prob
-            if record["task"] == "general":
-                # Code, formulas and quotations read as "a little English": only confident prose counts.
-                mismatch = other and margin >= max(self.config.general_margin, limits.for_label(pred.label))
-            else:
-                mismatch = (other and margin >= limits.for_label(pred.label)) or pred.expected_prob < limits.floor
-            if mismatch:
+            if self.mismatch(pred, expected, general=record["task"] == "general"):
                 verdict = verdict or "lid_mismatch"
         lang = record["lang"]
         answer = preds.get("answer")
