@@ -162,6 +162,30 @@ def fingerprints(recipe: Recipe, ctx: ReadContext, lid_model: str | None, decont
     return fp
 
 
+STATE = "state.json"
+PHASES = ("prepare", "exact_dedup", "near_dedup", "write")
+
+
+def check_resume(out: Path, fp: dict[str, str]) -> None:
+    """An unfinished build is finished only by the same recipe and inputs; a finished one may be
+    rebuilt with changed settings, reusing the phases before the change."""
+    try:
+        state = json.loads((out / WORK_DIR / STATE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return
+    old = state.get("fingerprints", {})
+    changed = [p for p in PHASES if old.get(p) != fp.get(p)]
+    if state.get("status") == "running" and changed:
+        raise OutputError(f"{out} holds an unfinished build of a different recipe or input (changed from the "
+                          f"'{changed[0]}' phase on); run its own command again to finish it ({state.get('command', '?')}), "
+                          "or pass --overwrite to start clean")
+    if state.get("status") == "running":
+        log.info("resuming an unfinished build in %s", out)
+    elif changed:
+        kept = [p for p in PHASES if p not in changed]
+        log.info("rebuilding %s: %s reused, %s redone", out, ", ".join(kept) or "nothing", ", ".join(changed))
+
+
 def prepare_output(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise OutputError(f"output {out} exists and is not a folder")
@@ -339,6 +363,8 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     fp = fingerprints(recipe, ctx, lid_model, decontamination)
     log.info("recipe %s (%s), seed %d, languages: %s%s", recipe.name, recipe_path, recipe.seed,
              "all" if ctx.langs is None else f"{len(ctx.langs)} selected", f", sample {ctx.sample} rows per source" if ctx.sample else "")
+    check_resume(out, fp)
+    write_json(out / WORK_DIR / STATE, {"status": "running", "fingerprints": fp, "command": opts.command})
 
     lid_stage = LanguageId(recipe.filters.lid, lid_model) if lid_model else None
     synthesis = synthesise(recipe, ctx, out, fp["prepare"], lid_stage, opts.cache_dir)
@@ -382,7 +408,8 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     manifest["files"] += [file_entry(out, p) for p in [out / "README.md", *sorted((out / "report").iterdir())]]
     manifest["files"].sort(key=lambda e: e["path"])
     write_json(out / "manifest.json", manifest)
-    prune(out, {stage: {fp[stage]} for stage in ("prepare", "exact_dedup", "near_dedup", "write")})
+    prune(out, {stage: {fp["prepare" if stage == "synthesis" else stage]} for stage in ("prepare", "exact_dedup", "near_dedup", "write", "synthesis")})
+    write_json(out / WORK_DIR / STATE, {"status": "complete", "fingerprints": fp, "command": opts.command})
     seconds = time.perf_counter() - started
     print_funnel(console, stats)
     made = stats["stages"][1]["kept"]
@@ -475,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
                             command=command_line(argv))
         result = run_build(opts, console)
     except DatakitError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted; run the same command again to resume")

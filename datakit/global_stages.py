@@ -63,7 +63,7 @@ def write_rejected(job: RejectJob) -> dict[str, Any]:
     stage_dir = StageDir(Path(job.out), job.stage, job.fingerprint)
     done = stage_dir.result(job.task)
     if done is not None:
-        return done
+        return {**done, "reused": True}
     table = take_rows(job.source_file, job.rows)
     rows = table.select([c for c in rejected_schema().names if c in table.column_names]).to_pylist()
     for row, extra in zip(rows, job.meta, strict=True):

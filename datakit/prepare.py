@@ -145,7 +145,7 @@ def prepare(job: PrepareJob) -> dict[str, Any]:
     task = job.partition.task_name
     done = stage_dir.result(task)
     if done is not None:
-        return done
+        return {**done, "reused": True}
     recipe = job.recipe
     source = next(s for s in recipe.sources if s.name == job.partition.source)
     adapter = adapter_for(source)

@@ -82,4 +82,7 @@ class DaskEngine:
                 for f in futures:
                     f.cancel()
                 raise
+        reused = sum(1 for r in results if isinstance(r, dict) and r.get("reused"))
+        log.info("%s: %d task%s%s", label, len(jobs), "" if len(jobs) == 1 else "s",
+                 f", {reused} reused from an earlier run" if reused else "")
         return results

@@ -25,8 +25,11 @@ WORK_DIR = ".datakit"
 
 
 def explain_os_error(e: OSError, path: Path) -> OutputError:
-    if e.errno == errno.ENOSPC:
-        return OutputError(f"no space left on the device while writing {path}; free some space and run the same command again to resume")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        what = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                errno.EFBIG: "file size limit reached"}[e.errno]
+        return OutputError(f"{what} while writing {path}; nothing half-written was kept: free some space "
+                           "and run the same command again to resume")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError(f"cannot write {path}: permission denied (is the output folder writable?)")
     return OutputError(f"cannot write {path}: {e.strerror or e}")

@@ -102,7 +102,7 @@ def write_shard(job: ShardJob) -> dict[str, Any]:
     task = job.path.replace("/", "--")
     done = stage_dir.result(task)
     if done is not None and final.is_file() and final.stat().st_size == done["bytes"]:
-        return done
+        return {**done, "reused": True}
     columns = list(record_schema().names)
     tables = []
     for f, rows, copies in job.sources:
