@@ -9,6 +9,7 @@ a rejected file of the stage that rejected it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,22 +83,41 @@ class PrepareJob:
 
 
 class _Writers:
-    """The task's open Parquet writers: one for kept records, one per stage that rejected something."""
+    """The task's Parquet writers: one for kept records, one per stage that rejected something.
+
+    Rows are buffered and written in fixed-size row groups, so a file's bytes depend on its rows
+    alone, not on how the rows were batched on their way (the Dask task and the datatrove steps
+    batch differently)."""
 
     def __init__(self, stage_dir: StageDir, task: str, near: MinHashParams | None):
         self.stage_dir, self.task, self.near = stage_dir, task, near
         self.schema = work_schema(near)
         self.kept_path = stage_dir.file("records", f"{task}.parquet")
-        self._kept: pq.ParquetWriter | None = None
-        self._kept_ctx = None
-        self._rejected: dict[str, tuple[Any, pq.ParquetWriter]] = {}
+        self._open: dict[str, tuple[Any, pq.ParquetWriter, pa.Schema]] = {}
+        self._buffers: dict[str, list[pa.Table]] = {}
         self.rejected_files: dict[str, str] = {}
         self.rows = 0
 
+    def _writer(self, key: str, path: Path, schema: pa.Schema) -> None:
+        if key not in self._open:
+            ctx = atomic_path(path)
+            self._open[key] = (ctx, pq.ParquetWriter(ctx.__enter__(), schema, compression="zstd"), schema)
+            self._buffers[key] = []
+
+    def _add(self, key: str, table: pa.Table, final: bool = False) -> None:
+        buffer = self._buffers[key]
+        if table.num_rows:
+            buffer.append(table)
+        pending = pa.concat_tables(buffer) if buffer else None
+        if pending is None:
+            return
+        cut = pending.num_rows if final else pending.num_rows - pending.num_rows % WORK_ROW_GROUP
+        if cut:
+            self._open[key][1].write_table(pending.slice(0, cut), row_group_size=WORK_ROW_GROUP)
+        self._buffers[key] = [pending.slice(cut)] if cut < pending.num_rows else []
+
     def keep(self, records: list[Record]) -> None:
-        if self._kept is None:
-            self._kept_ctx = atomic_path(self.kept_path)
-            self._kept = pq.ParquetWriter(self._kept_ctx.__enter__(), self.schema, compression="zstd")
+        self._writer("kept", self.kept_path, self.schema)
         if not records:
             return
         rows = [to_row(r) for r in records]
@@ -109,7 +129,7 @@ class _Writers:
         if self.near:
             for name, column in signature_columns(records, self.near).items():
                 table = table.append_column(name, column)
-        self._kept.write_table(table, row_group_size=WORK_ROW_GROUP)
+        self._add("kept", table)
         self.rows += len(rows)
 
     def reject(self, rejections: list[Rejection]) -> None:
@@ -119,101 +139,137 @@ class _Writers:
             row["stage"], row["reason"] = rej.stage, rej.reason
             by_stage.setdefault(rej.stage, []).append(row)
         for stage, rows in by_stage.items():
-            if stage not in self._rejected:
-                path = self.stage_dir.file("rejected", stage, f"{self.task}.parquet")
-                ctx = atomic_path(path)
-                self._rejected[stage] = (ctx, pq.ParquetWriter(ctx.__enter__(), rejected_schema(), compression="zstd"))
-                self.rejected_files[stage] = str(path)
-            self._rejected[stage][1].write_table(pa.Table.from_pylist(rows, schema=rejected_schema()))
+            path = self.stage_dir.file("rejected", stage, f"{self.task}.parquet")
+            self._writer(stage, path, rejected_schema())
+            self.rejected_files[stage] = str(path)
+            self._add(stage, pa.Table.from_pylist(rows, schema=rejected_schema()))
 
     def close(self) -> None:
         self.keep([])  # a partition with no kept records still has a (empty) records file
-        for ctx, writer in [(self._kept_ctx, self._kept), *self._rejected.values()]:
+        for key, (ctx, writer, _) in self._open.items():
+            self._add(key, self._open[key][2].empty_table(), final=True)
             writer.close()
             ctx.__exit__(None, None, None)
 
     def abort(self, exc: BaseException) -> None:
-        for ctx, writer in [(self._kept_ctx, self._kept), *self._rejected.values()]:
-            if writer is not None:
-                writer.close()
-                ctx.__exit__(type(exc), exc, None)
+        for ctx, writer, _ in self._open.values():
+            writer.close()
+            ctx.__exit__(type(exc), exc, None)
 
 
-def prepare(job: PrepareJob) -> dict[str, Any]:
-    """Run one partition through read, construct and the per-record stages (skipped if done)."""
-    stage_dir = StageDir(Path(job.out), "prepare", job.fingerprint)
-    task = job.partition.task_name
-    done = stage_dir.result(task)
-    if done is not None:
-        return {**done, "reused": True}
-    recipe = job.recipe
-    source = next(s for s in recipe.sources if s.name == job.partition.source)
-    adapter = adapter_for(source)
-    stages = record_stages(recipe, job.lid_model, job.contamination)
-    stats = {name: StageStats(name) for name in stage_names(recipe)}
-    writers = _Writers(stage_dir, task, params_for(recipe.dedup.near))
-    try:
+class PartitionRun:
+    """One partition's way through read, construct and the per-record stages.
+
+    The pieces (constructed batches, one stage applied, records kept, the end) are used in one loop
+    by `prepare`, the Dask task, and one piece per step by the datatrove steps (engine/datatrove.py)."""
+
+    def __init__(self, job: PrepareJob):
+        self.job = job
+        self.stage_dir = StageDir(Path(job.out), "prepare", job.fingerprint)
+        self.task = job.partition.task_name
+        self.source = next(s for s in job.recipe.sources if s.name == job.partition.source)
+        self.stats = {name: StageStats(name) for name in stage_names(job.recipe)}
+        self.stages: list[RecordStage] = []
+        self.writers: _Writers | None = None
+
+    def done(self) -> dict[str, Any] | None:
+        result = self.stage_dir.result(self.task)
+        return None if result is None else {**result, "reused": True}
+
+    def start(self) -> None:
+        self.stages = record_stages(self.job.recipe, self.job.lid_model, self.job.contamination)
+        self.writers = _Writers(self.stage_dir, self.task, params_for(self.job.recipe.dedup.near))
+
+    def constructed(self) -> Iterator[list[Record]]:
+        """Batches of constructed records; unreadable rows and failed constructions are written as rejected."""
+        job, source, read = self.job, self.source, self.stats["read"]
         batch = []
-        for item in adapter.read(source, job.partition, job.ctx):
-            stats["read"].in_ += 1
+        for item in adapter_for(source).read(source, job.partition, job.ctx):
+            read.in_ += 1
             if isinstance(item, RawError):
                 if job.strict:
                     raise SourceError(f"source {source.name!r}: {_where(item.loc)}: {item.reason}" + (f" ({item.detail})" if item.detail else ""))
                 loc = {**item.loc, **({"detail": item.detail} if item.detail else {})}
                 record = unparsed_record(source=source.name, license=source.license, lang=item.lang, loc=loc, raw=item.raw)
-                writers.reject([Rejection(record, "read", item.reason)])
-                stats["read"].rejected[item.reason] += 1
+                self.writers.reject([Rejection(record, "read", item.reason)])
+                read.rejected[item.reason] += 1
                 continue
-            stats["read"].kept += 1
+            read.kept += 1
             batch.append(item)
             if len(batch) >= BATCH_ROWS:
-                _flush(batch, source, job, stages, stats, writers)
+                yield self._construct(batch)
                 batch = []
-        _flush(batch, source, job, stages, stats, writers)
-        writers.close()
+        if batch:
+            yield self._construct(batch)
+
+    def _construct(self, batch: list) -> list[Record]:
+        records: list[Record] = []
+        rejections: list[Rejection] = []
+        construct, job, source = self.stats["construct"], self.job, self.source
+        for row in batch:
+            construct.in_ += 1
+            built = build(row, source, job.recipe)
+            if not built:
+                stub = unparsed_record(source=source.name, license=source.license, lang=None, loc=row.loc, raw="")
+                built = [Rejected(stub, "nothing_to_build")]
+            construct.created += len(built) - 1
+            for b in built:
+                if isinstance(b, Rejected):
+                    rejections.append(Rejection(b.record, "construct", b.reason))
+                    construct.rejected[b.reason] += 1
+                elif not job.ctx.selected(b["lang"]):
+                    rejections.append(Rejection(b, "construct", "lang_not_selected"))
+                    construct.rejected["lang_not_selected"] += 1
+                else:
+                    records.append(b)
+        construct.kept += len(records)
+        self.writers.reject(rejections)
+        return records
+
+    def apply(self, stage: RecordStage, records: list[Record]) -> list[Record]:
+        kept, rejected = stage.run(records, self.stats[stage.name])
+        self.writers.reject(rejected)
+        return kept
+
+    def keep(self, records: list[Record]) -> None:
+        for r in records:
+            r["id"] = record_id(r)
+        self.writers.keep(records)
+
+    def finish(self) -> dict[str, Any]:
+        self.writers.close()
+        result = {
+            "task": self.task,
+            "source": self.source.name,
+            "records": str(self.writers.kept_path),
+            "rows": self.writers.rows,
+            "rejected_files": self.writers.rejected_files,
+            "stats": [self.stats[name].to_json() for name in stage_names(self.job.recipe)],
+        }
+        return self.stage_dir.complete(self.task, result)
+
+    def abort(self, exc: BaseException) -> None:
+        if self.writers is not None:
+            self.writers.abort(exc)
+
+
+def prepare(job: PrepareJob) -> dict[str, Any]:
+    """Run one partition through read, construct and the per-record stages (skipped if done)."""
+    run = PartitionRun(job)
+    done = run.done()
+    if done is not None:
+        return done
+    run.start()
+    try:
+        for records in run.constructed():
+            for stage in run.stages:
+                records = run.apply(stage, records)
+            run.keep(records)
+        return run.finish()
     except BaseException as e:
-        writers.abort(e)
+        run.abort(e)
         raise
-    result = {
-        "task": task,
-        "source": source.name,
-        "records": str(writers.kept_path),
-        "rows": writers.rows,
-        "rejected_files": writers.rejected_files,
-        "stats": [stats[name].to_json() for name in stage_names(recipe)],
-    }
-    return stage_dir.complete(task, result)
 
 
 def _where(loc: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in loc.items())
-
-
-def _flush(batch, source, job: PrepareJob, stages: list[RecordStage], stats: dict[str, StageStats], writers: _Writers) -> None:
-    records: list[Record] = []
-    rejections: list[Rejection] = []
-    construct = stats["construct"]
-    for row in batch:
-        construct.in_ += 1
-        built = build(row, source, job.recipe)
-        if not built:
-            stub = unparsed_record(source=source.name, license=source.license, lang=None, loc=row.loc, raw="")
-            built = [Rejected(stub, "nothing_to_build")]
-        construct.created += len(built) - 1
-        for b in built:
-            if isinstance(b, Rejected):
-                rejections.append(Rejection(b.record, "construct", b.reason))
-                construct.rejected[b.reason] += 1
-            elif not job.ctx.selected(b["lang"]):
-                rejections.append(Rejection(b, "construct", "lang_not_selected"))
-                construct.rejected["lang_not_selected"] += 1
-            else:
-                records.append(b)
-    construct.kept += len(records)
-    for stage in stages:
-        records, rejected = stage.run(records, stats[stage.name])
-        rejections.extend(rejected)
-    for r in records:
-        r["id"] = record_id(r)
-    writers.reject(rejections)
-    writers.keep(records)
