@@ -35,11 +35,12 @@ import datakit
 from datakit import languages
 from datakit.construct.synthesis import synthesise
 from datakit.engine.dask import DaskEngine
+from datakit.engine.datatrove import DatatroveEngine
 from datakit.engine.store import WORK_DIR, atomic_path, explain_os_error, prune, write_json
 from datakit.errors import DatakitError, OutputError, RecipeError
 from datakit.global_stages import run_global
 from datakit.models import resolve_lid_model
-from datakit.prepare import PrepareJob, prepare, stage_names
+from datakit.prepare import PrepareJob, stage_names
 from datakit.recipe import Recipe, load_recipe, with_overrides
 from datakit.records import canonical_json
 from datakit.resources import pipeline_path
@@ -75,6 +76,7 @@ class BuildOptions:
     strict: bool = False
     overwrite: bool = False
     dry_run: bool = False
+    engine: str = "dask"
     cache_dir: str | None = None
     rows_per_task: int = 200_000
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -350,6 +352,32 @@ def source_entries(recipe: Recipe, counts: Counter) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------- the build
 
 
+class _DatatroveOnDask:
+    """datatrove's engine whose ranks run on a Dask cluster (the local one, or --scheduler's)."""
+
+    def __init__(self, opts: BuildOptions, work_dir: Path, console: Console):
+        self.dask = DaskEngine(opts.workers, opts.scheduler, console)
+        self.opts, self.work_dir = opts, work_dir
+
+    def __enter__(self) -> DatatroveEngine:
+        self.dask.__enter__()
+        return DatatroveEngine(self.opts.workers, self.work_dir, client=self.dask.client).__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.dask.__exit__(*exc)
+
+
+def make_engine(opts: BuildOptions, out: Path, fp: dict[str, str], console: Console):
+    """Dask (the default: a LocalCluster, or --scheduler's cluster) or datatrove (its
+    LocalPipelineExecutor, or its ranks on Dask with --scheduler)."""
+    if opts.engine == "dask":
+        return DaskEngine(opts.workers, opts.scheduler, console)
+    work_dir = out / WORK_DIR / "datatrove" / fp["write"][:16]
+    if opts.scheduler:
+        return _DatatroveOnDask(opts, work_dir, console)
+    return DatatroveEngine(opts.workers, work_dir)
+
+
 def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult:
     console = console or Console(stderr=True)
     started = time.perf_counter()
@@ -371,10 +399,10 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     if synthesis is not None:  # its results are read like one more source
         recipe = recipe.model_copy(update={"sources": [*recipe.sources, synthesis]})
 
-    with DaskEngine(opts.workers, opts.scheduler, console) as engine:
+    with make_engine(opts, out, fp, console) as engine:
         partitions = plan_partitions(recipe, ctx)
         jobs = [PrepareJob(recipe, p, ctx, str(out), fp["prepare"], opts.strict, lid_model, decontamination) for p in partitions]
-        prepared = engine.map(prepare, jobs, "prepare")
+        prepared = engine.prepare(jobs)
         glob = run_global(recipe, prepared, fp, out, engine)
         if opts.dry_run:
             print_plan(console, recipe, glob)
@@ -408,7 +436,8 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     manifest["files"] += [file_entry(out, p) for p in [out / "README.md", *sorted((out / "report").iterdir())]]
     manifest["files"].sort(key=lambda e: e["path"])
     write_json(out / "manifest.json", manifest)
-    prune(out, {stage: {fp["prepare" if stage == "synthesis" else stage]} for stage in ("prepare", "exact_dedup", "near_dedup", "write", "synthesis")})
+    prune(out, {stage: {fp[{"synthesis": "prepare", "datatrove": "write"}.get(stage, stage)]}
+                for stage in ("prepare", "exact_dedup", "near_dedup", "write", "synthesis", "datatrove")})
     write_json(out / WORK_DIR / STATE, {"status": "complete", "fingerprints": fp, "command": opts.command})
     seconds = time.perf_counter() - started
     print_funnel(console, stats)
@@ -449,6 +478,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, metavar="N", help="read only the first N rows of every source (per language for parallel sources): a quick build")
     p.add_argument("--workers", type=int, metavar="N", help="local Dask worker processes (default: one per CPU core)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="attach to an existing Dask cluster instead of starting a local one")
+    p.add_argument("--engine", choices=["dask", "datatrove"], default="dask",
+                   help="dask (default): stages as Dask tasks; datatrove: stages as datatrove PipelineSteps under its "
+                        "LocalPipelineExecutor (or on Dask with --scheduler). Same output bytes either way")
     p.add_argument("--seed", type=int, help="override the recipe's seed")
     p.add_argument("--target-size", type=int, metavar="N", help="override balance.target_size")
     p.add_argument("--mix", help="override balance.mix, e.g. zh=0.432,en=0.262,cross_lingual=0.306")
@@ -462,7 +494,7 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-ENGINE_FLAGS = {"--workers", "--scheduler", "--cache-dir", "-v", "--verbose"}
+ENGINE_FLAGS = {"--workers", "--scheduler", "--engine", "--cache-dir", "-v", "--verbose"}
 
 
 def command_line(argv: list[str]) -> str:
@@ -498,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides["balance.temperature"] = args.temperature
         opts = BuildOptions(recipe=args.recipe, data_dir=args.data_dir, mirror=args.mirror, langs=args.langs, output=args.output,
                             sample=args.sample, workers=args.workers, scheduler=args.scheduler, strict=args.strict,
-                            overwrite=args.overwrite, dry_run=args.dry_run, cache_dir=args.cache_dir, rows_per_task=args.rows_per_task, overrides=overrides,
+                            overwrite=args.overwrite, dry_run=args.dry_run, engine=args.engine, cache_dir=args.cache_dir, rows_per_task=args.rows_per_task, overrides=overrides,
                             command=command_line(argv))
         result = run_build(opts, console)
     except DatakitError as e:

@@ -141,3 +141,13 @@ def test_an_existing_cluster_gives_the_same_bytes_even_when_a_worker_dies(refere
     assert proc.returncode == 0, err
     assert f"attached to Dask scheduler {address}" in err and "Dask dashboard" in err
     assert tree_bytes(out, "data", "rejected") == tree_bytes(reference, "data", "rejected")
+
+
+def test_datatrove_engine_on_an_existing_dask_cluster(reference, corpus, cluster, tmp_path):
+    address, _ = cluster
+    out = tmp_path / "out"
+    proc = cli(*ARGS, "--data-dir", str(corpus), "--output", str(out), "--scheduler", address, "--engine", "datatrove")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert "engine: datatrove (Dask executor" in err
+    assert tree_bytes(out, "data", "rejected") == tree_bytes(reference, "data", "rejected")

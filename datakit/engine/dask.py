@@ -63,6 +63,11 @@ class DaskEngine:
         if self.cluster is not None:
             self.cluster.close()
 
+    def prepare(self, jobs: Sequence[Any]) -> list[Any]:
+        from datakit.prepare import prepare
+
+        return self.map(prepare, jobs, "prepare")
+
     def map(self, fn: Callable[[Any], Any], jobs: Sequence[Any], label: str) -> list[Any]:
         if not jobs:
             return []
