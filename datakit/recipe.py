@@ -107,6 +107,7 @@ class Translation(Strict):
 
     directions: list[Literal["to_pivot", "from_pivot"]] = ["to_pivot", "from_pivot"]
     instruction_langs: list[LangCode] = ["eng_Latn", "zho_Hans"]
+    non_pivot_pairs: bool = False  # also X<->Y records from pairs without a pivot (else they are rejected)
 
     @field_validator("instruction_langs")
     @classmethod

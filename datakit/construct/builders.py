@@ -73,6 +73,9 @@ def translation_pairs(ex: Parallel, pivots: list[str], directions: list[str]) ->
 def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
     cfg = recipe.construction.translation
     pairs = translation_pairs(ex, recipe.pivots, cfg.directions)
+    if not pairs and cfg.non_pivot_pairs:  # X<->Y, when the recipe asks for it
+        others = sorted(c for c in ex.texts if c != ex.focus)
+        pairs = [p for other in others for p in ((ex.focus, other), (other, ex.focus))]
     if not pairs:
         stub = _record(source, row, messages=[], lang=ex.focus, task="translation", meta={"text": ex.texts.get(ex.focus, "")[:1024]})
         return [Rejected(stub, "no_pivot_text")]
@@ -88,7 +91,7 @@ def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe) -> li
         inst_lang = cfg.instruction_langs[rng.randrange(len(cfg.instruction_langs))]
         template = T.choose(T.TRANSLATION, inst_lang, ex.unit, rng)
         user = template.render(src=display_name(src, inst_lang), tgt=display_name(tgt, inst_lang), text=ex.texts[src])
-        lang = tgt if ex.focus in HUBS else ex.focus
+        lang = tgt if ex.focus in HUBS or src not in HUBS and tgt not in HUBS else ex.focus
         record = _record(source, row, messages=_turns(user, ex.texts[tgt]), lang=lang, task="translation",
                          src_lang=src, tgt_lang=tgt,
                          meta={"template": template.id, "instruction_lang": inst_lang, "unit": ex.unit})

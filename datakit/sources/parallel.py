@@ -163,10 +163,8 @@ class Bitext(RowAdapter):
             if not isinstance(text, str):
                 raise FieldError("wrong_type", f"text for {tag!r} is not a string")
             texts[code] = text
-        non_pivot = [c for c in texts if c not in languages.HUBS]
-        if not any(c in languages.HUBS for c in texts):
-            raise FieldError("no_pivot_language", f"pair {sorted(texts)} has no pivot language")
-        focus = non_pivot[0] if non_pivot else "zho_Hans"
+        non_pivot = sorted(c for c in texts if c not in languages.HUBS)
+        focus = non_pivot[0] if non_pivot else "zho_Hans"  # a pair without a pivot is the builder's to judge
         return Parallel(focus, texts, source.unit)
 
 
