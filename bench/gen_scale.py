@@ -109,15 +109,13 @@ def generate(data_dir: Path, out: Path, records: int, seed: int = 0, dup_rate: f
     bitext.close()
     insts = instructions(data_dir)
     for lang, hub in (("en", "eng_Latn"), ("zh", "zho_Hans")):
-        sink, made = Sink(out / "general", lang), 0
+        sink = Sink(out / "general", lang)
         target = int(n_general * (0.62 if lang == "zh" else 0.38))
-        for i, line in itertools.product(range(len(texts[hub])), range(len(insts[lang]))):
-            if made >= target:
-                break
+        combos = itertools.product(range(len(texts[hub])), range(len(insts[lang])))
+        for i, line in itertools.islice(combos, target):
             inst = insts[lang][line]
             row = {"instruction": inst["instruction"], "input": texts[hub][i], "output": inst["output"]}
             sink.write(row)
-            made += 1
             if rng.random() < dup_rate:
                 sink.write(row if rng.random() < 0.5 else {**row, "output": perturb(row["output"], rng)})
         sink.close()
