@@ -152,3 +152,25 @@ def test_output_folder_of_someone_else_is_not_touched(faulty, tmp_path):
     proc = run_cli("--recipe", str(recipe), "--data-dir", str(data), "--output", str(out))
     assert proc.returncode == 2 and "not empty" in proc.stderr
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_a_new_parallel_layout_is_added_by_recipe_only(corpus, tmp_path):
+    """A layout ../shared does not have: one TSV per language pair, columns named by language code."""
+    eng = (corpus / "ntrex128/NTREX-128/newstest2019-src.eng.txt").read_text(encoding="utf-8").splitlines()[:20]
+    fra = (corpus / "ntrex128/NTREX-128/newstest2019-ref.fra.txt").read_text(encoding="utf-8").splitlines()[:20]
+    zho = (corpus / "ntrex128/NTREX-128/newstest2019-ref.zho-CN.txt").read_text(encoding="utf-8").splitlines()[:20]
+    (tmp_path / "pairs").mkdir()
+    (tmp_path / "pairs" / "en-fr.tsv").write_text("".join(f"{a}\t{b}\n" for a, b in zip(eng, fra, strict=True)), encoding="utf-8")
+    (tmp_path / "pairs" / "fr-zh.tsv").write_text("".join(f"{a}\t{b}\n" for a, b in zip(fra, zho, strict=True)), encoding="utf-8")
+    recipe = tmp_path / "pairs.yaml"
+    recipe.write_text(textwrap.dedent("""
+        name: tsv-pairs
+        sources:
+          - {name: en-fr, format: bitext, path: pairs/en-fr.tsv, columns: [en, fr], header: false, license: CC-BY-SA-4.0}
+          - {name: fr-zh, format: bitext, path: pairs/fr-zh.tsv, columns: [fr, zh], header: false, license: CC-BY-SA-4.0}
+    """), encoding="utf-8")
+    run_build(BuildOptions(recipe=str(recipe), data_dir=str(tmp_path), output=str(tmp_path / "out"), workers=1))
+    rows = check_contract(tmp_path / "out")
+    pairs = {(r["src_lang"], r["tgt_lang"]) for r in rows}
+    assert {("eng_Latn", "fra_Latn"), ("fra_Latn", "eng_Latn"), ("fra_Latn", "zho_Hans"), ("zho_Hans", "fra_Latn")} <= pairs
+    assert all(r["lang"] == "fra_Latn" for r in rows)

@@ -149,11 +149,17 @@ class Bitext(RowAdapter):
             yield from super().read(source, partition, ctx)
 
     def example(self, row: dict, cols: dict[str, str], source: Source) -> Parallel:
+        """A `translation` column mapping language codes to texts (OPUS), or, without one, a wide row
+        whose columns are language codes (a TSV with columns `en` and `sw`, a JSON row {"fr": .., "zh": ..})."""
         from datakit.sources.instructions import FieldError
 
-        pair = row.get(cols["translation"])
+        if cols["translation"] in row:
+            pair = row[cols["translation"]]
+        else:
+            pair = {k: v for k, v in row.items() if _is_language(k)}
         if not isinstance(pair, dict) or len(pair) < 2:
-            raise FieldError("missing_field" if pair is None else "wrong_type", f"field {cols['translation']!r} must map language codes to texts")
+            raise FieldError("missing_field" if not pair else "wrong_type",
+                             f"field {cols['translation']!r} (language code -> text), or two columns named by language codes")
         texts = {}
         for tag, text in pair.items():
             try:
@@ -166,6 +172,14 @@ class Bitext(RowAdapter):
         non_pivot = sorted(c for c in texts if c not in languages.HUBS)
         focus = non_pivot[0] if non_pivot else "zho_Hans"  # a pair without a pivot is the builder's to judge
         return Parallel(focus, texts, source.unit)
+
+
+def _is_language(tag: str) -> bool:
+    try:
+        languages.normalize(tag)
+        return True
+    except UnknownLanguageError:
+        return False
 
 
 def _read_aligned(source: Source, partition: Partition, ctx: ReadContext, unit: str) -> Iterator[Item]:
