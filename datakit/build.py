@@ -401,7 +401,8 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
 
     with make_engine(opts, out, fp, console) as engine:
         partitions = plan_partitions(recipe, ctx)
-        jobs = [PrepareJob(recipe, p, ctx, str(out), fp["prepare"], opts.strict, lid_model, decontamination) for p in partitions]
+        jobs = [PrepareJob(recipe, p, ctx, str(out), fp["prepare"], opts.strict, lid_model, decontamination, opts.cache_dir)
+                for p in partitions]
         prepared = engine.prepare(jobs)
         glob = run_global(recipe, prepared, fp, out, engine)
         if opts.dry_run:

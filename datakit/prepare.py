@@ -28,6 +28,7 @@ from datakit.sources.base import Partition, RawError, ReadContext
 from datakit.stages.base import RecordStage, Rejection, StageStats
 from datakit.stages.decontaminate import Decontaminate, Index
 from datakit.stages.dedup import dedup_key
+from datakit.stages.judge import Judge
 from datakit.stages.length import Length
 from datakit.stages.lid import LanguageId
 from datakit.stages.near_dedup import MinHashParams, params_for, signature_columns, work_fields
@@ -40,7 +41,8 @@ BATCH_ROWS = 2_000
 WORK_ROW_GROUP = 1_000
 
 
-def record_stages(recipe: Recipe, lid_model: str | None, contamination: Index | None) -> list[RecordStage]:
+def record_stages(recipe: Recipe, lid_model: str | None, contamination: Index | None, llm_cache: str | None = None,
+                  run_id: str = "") -> list[RecordStage]:
     """The per-record stages, in the order a record goes through them."""
     stages: list[RecordStage] = [Normalise(recipe.filters.normalise), Length(recipe.filters.length)]
     # Contamination first: a record holding a benchmark item is reported as such, whatever else is wrong with it.
@@ -52,13 +54,16 @@ def record_stages(recipe: Recipe, lid_model: str | None, contamination: Index | 
         stages.append(LanguageId(recipe.filters.lid, lid_model))
     if recipe.filters.quality.enabled:
         stages.append(Quality(recipe.filters.quality))
+    if recipe.filters.judge.enabled:  # last: the LLM judges only what every other filter kept
+        stages.append(Judge(recipe.filters.judge, llm_cache, run_id))
     return stages
 
 
 def stage_names(recipe: Recipe) -> list[str]:
     f = recipe.filters
     names = ["read", "construct", "normalise", "length"]
-    return names + ["decontaminate"] * bool(f.decontaminate.sets) + ["lid"] * f.lid.enabled + ["quality"] * f.quality.enabled
+    return (names + ["decontaminate"] * bool(f.decontaminate.sets) + ["lid"] * f.lid.enabled + ["quality"] * f.quality.enabled
+            + ["judge"] * f.judge.enabled)
 
 
 def work_schema(near: MinHashParams | None) -> pa.Schema:
@@ -80,6 +85,7 @@ class PrepareJob:
     strict: bool = False
     lid_model: str | None = None
     contamination: Index | None = None
+    llm_cache: str | None = None
 
 
 class _Writers:
@@ -177,7 +183,8 @@ class PartitionRun:
         return None if result is None else {**result, "reused": True}
 
     def start(self) -> None:
-        self.stages = record_stages(self.job.recipe, self.job.lid_model, self.job.contamination)
+        self.stages = record_stages(self.job.recipe, self.job.lid_model, self.job.contamination, self.job.llm_cache,
+                                    self.job.fingerprint[:16])
         self.writers = _Writers(self.stage_dir, self.task, params_for(self.job.recipe.dedup.near))
 
     def constructed(self) -> Iterator[list[Record]]:

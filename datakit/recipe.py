@@ -239,12 +239,28 @@ class Decontaminate(Strict):
     min_chars: int = Field(8, ge=SEED_TOKENS)
 
 
+class Judge(Strict):
+    """An optional LLM judge with a 1-5 rubric (see datakit/stages/judge.py); endpoint and key from
+    OPENAI_BASE_URL / OPENAI_API_KEY in every worker's environment."""
+
+    enabled: bool = False
+    model: str = "gpt-4o-mini"
+    threshold: int = Field(3, ge=1, le=5)          # scores below it reject the record
+    tasks: list[str] = ["general", "synthesised"]  # which records are judged
+    rubric: str | None = None                      # default: datakit.llm.judge.DEFAULT_RUBRIC
+    budget_usd: float | None = Field(None, ge=0)
+    prices: dict[str, dict[str, float]] = {}
+    params: dict[str, Any] = {"temperature": 0}
+    concurrency: int = Field(4, ge=1)
+
+
 class Filters(Strict):
     normalise: Normalise = Normalise()
     length: Length = Length()
     lid: Lid = Lid()
     quality: Quality = Quality()
     decontaminate: Decontaminate = Decontaminate()
+    judge: Judge = Judge()
 
 
 class NearDedup(Strict):

@@ -117,3 +117,48 @@ def test_the_key_is_in_no_file_written(stub, corpus, tmp_path):
         for f in folder.rglob("*"):
             if f.is_file():
                 assert KEY.encode() not in f.read_bytes(), f
+
+
+JUDGE_RECIPE = """
+name: judged
+sources:
+  - {name: alpaca-en, format: alpaca, path: alpaca-demo/data/alpaca_en_demo.json, lang: eng_Latn, license: unknown}
+filters:
+  judge: {enabled: true, model: ntrex-mt, threshold: 3, concurrency: 3, prices: {ntrex-mt: {input: 1.0, output: 1.0}}}
+"""
+
+
+def test_llm_judge_scores_records_and_rejects_low_and_unreadable_judgements(stub, corpus, tmp_path):
+    recipe = tmp_path / "judged.yaml"
+    recipe.write_text(textwrap.dedent(JUDGE_RECIPE), encoding="utf-8")
+    stub.judge_reply = '{"score": 4, "reason": "fine"}'
+    stub.inject("500", times=2)
+    out = tmp_path / "out"
+    result = run_build(BuildOptions(recipe=str(recipe), data_dir=str(corpus), output=str(out), workers=1,
+                                    cache_dir=str(tmp_path / "cache"), sample=30))
+    rows = check_contract(out)
+    judge = next(s for s in result.stats["stages"] if s["name"] == "judge")
+    assert judge["in"] > 0 and judge["kept"] == len(rows) and not judge["rejected"]
+    assert all(json.loads(r["scores"])["judge"]["score"] == 4 for r in rows)
+    # A stricter judge on the same records: the cache answers, and every judgement is below it.
+    strict = recipe.read_text().replace("threshold: 3", "threshold: 5")
+    recipe.write_text(strict, encoding="utf-8")
+    before = len(stub.events)
+    result = run_build(BuildOptions(recipe=str(recipe), data_dir=str(corpus), output=str(tmp_path / "out2"), workers=1,
+                                    cache_dir=str(tmp_path / "cache"), sample=30))
+    assert len(stub.events) == before, "the judge's answers come from the cache"
+    judge = next(s for s in result.stats["stages"] if s["name"] == "judge")
+    assert judge["kept"] == 0 and judge["rejected"] == {"judge_low_score": judge["in"]}
+
+
+def test_an_unreadable_judgement_is_a_rejection_never_a_guess(stub, corpus, tmp_path):
+    recipe = tmp_path / "judged.yaml"
+    recipe.write_text(textwrap.dedent(JUDGE_RECIPE), encoding="utf-8")
+    stub.judge_reply = "I'd say it is pretty good, maybe a four."
+    try:
+        result = run_build(BuildOptions(recipe=str(recipe), data_dir=str(corpus), output=str(tmp_path / "out"), workers=1,
+                                        cache_dir=str(tmp_path / "cache"), sample=10))
+    finally:
+        stub.judge_reply = '{"score": 4, "reason": "fluent and correct"}'
+    judge = next(s for s in result.stats["stages"] if s["name"] == "judge")
+    assert judge["rejected"] == {"judge_unparseable": judge["in"]} and judge["in"] > 0
