@@ -281,6 +281,20 @@ def assemble_stats(recipe: Recipe, prepared: list[dict], glob: dict[str, Any]) -
             "quotas": glob["quotas"]}
 
 
+def write_profile(out: Path, prepared: list[dict], phases: dict[str, float]) -> None:
+    """Where the time went: CPU seconds per per-record stage (summed over tasks) and wall seconds
+    per phase, logged and kept in .datakit/profile.json (not in stats.json: timings vary)."""
+    per_stage: Counter = Counter()
+    for p in prepared:
+        if not p.get("reused"):
+            per_stage.update(p.get("seconds", {}))
+    profile = {"task_cpu_seconds": {k: round(v, 1) for k, v in per_stage.most_common()},
+               "phase_wall_seconds": {k: round(v, 1) for k, v in phases.items()}}
+    write_json(out / WORK_DIR / "profile.json", profile)
+    if per_stage:
+        log.info("profile (task CPU s): %s", ", ".join(f"{k} {v:.0f}" for k, v in per_stage.most_common()))
+
+
 def print_plan(console: Console, recipe: Recipe, glob: dict[str, Any]) -> None:
     """--dry-run: what balance would select, against what is available, and the mix it would give."""
     available, quotas = glob["available"], glob["quotas"] or glob["available"]
@@ -403,15 +417,21 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
         partitions = plan_partitions(recipe, ctx)
         jobs = [PrepareJob(recipe, p, ctx, str(out), fp["prepare"], opts.strict, lid_model, decontamination, opts.cache_dir)
                 for p in partitions]
+        phase_seconds = {}
+        clock = time.perf_counter()
         prepared = engine.prepare(jobs)
+        phase_seconds["prepare (wall)"], clock = time.perf_counter() - clock, time.perf_counter()
         glob = run_global(recipe, prepared, fp, out, engine)
+        phase_seconds["dedup + balance (wall)"], clock = time.perf_counter() - clock, time.perf_counter()
         if opts.dry_run:
             print_plan(console, recipe, glob)
             return BuildResult(out, {"stages": [s.to_json() for s in glob["stages"]], "plan": glob["quotas"]}, {}, time.perf_counter() - started)
         selected = glob["selected"]
         shard_jobs = plan_shards(split_rows(selected, recipe), glob["files"], recipe.output, str(out), fp["write"], recipe.seed)
         written = engine.map(write_shard, shard_jobs, "write")
+        phase_seconds["write shards (wall)"] = time.perf_counter() - clock
 
+    write_profile(out, prepared, phase_seconds)
     remove_stale_data(out, {w["path"] for w in written})
     rejected_paths = collect_rejected(out, prepared, glob["rejected_files"])
     stats = assemble_stats(recipe, prepared, glob)

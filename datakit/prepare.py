@@ -8,7 +8,9 @@ a rejected file of the stage that rejected it.
 
 from __future__ import annotations
 
+import collections
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +179,7 @@ class PartitionRun:
         self.stats = {name: StageStats(name) for name in stage_names(job.recipe)}
         self.stages: list[RecordStage] = []
         self.writers: _Writers | None = None
+        self.seconds: collections.Counter = collections.Counter()  # for the build's profile
 
     def done(self) -> dict[str, Any] | None:
         result = self.stage_dir.result(self.task)
@@ -191,6 +194,7 @@ class PartitionRun:
         """Batches of constructed records; unreadable rows and failed constructions are written as rejected."""
         job, source, read = self.job, self.source, self.stats["read"]
         batch = []
+        started = time.perf_counter()
         for item in adapter_for(source).read(source, job.partition, job.ctx):
             read.in_ += 1
             if isinstance(item, RawError):
@@ -204,10 +208,15 @@ class PartitionRun:
             read.kept += 1
             batch.append(item)
             if len(batch) >= BATCH_ROWS:
-                yield self._construct(batch)
+                records = self._construct(batch)
+                self.seconds["read+construct"] += time.perf_counter() - started
+                yield records
+                started = time.perf_counter()
                 batch = []
         if batch:
-            yield self._construct(batch)
+            records = self._construct(batch)
+            self.seconds["read+construct"] += time.perf_counter() - started
+            yield records
 
     def _construct(self, batch: list) -> list[Record]:
         records: list[Record] = []
@@ -239,9 +248,11 @@ class PartitionRun:
         return kept
 
     def keep(self, records: list[Record]) -> None:
+        started = time.perf_counter()
         for r in records:
             r["id"] = record_id(r)
         self.writers.keep(records)
+        self.seconds["dedup keys, minhash, work file"] += time.perf_counter() - started
 
     def finish(self) -> dict[str, Any]:
         self.writers.close()
@@ -252,6 +263,7 @@ class PartitionRun:
             "rows": self.writers.rows,
             "rejected_files": self.writers.rejected_files,
             "stats": [self.stats[name].to_json() for name in stage_names(self.job.recipe)],
+            "seconds": {**self.seconds, **{s.name: round(s.seconds, 3) for s in self.stages}},
         }
         return self.stage_dir.complete(self.task, result)
 

@@ -9,6 +9,7 @@ holds for every stage by construction, and the build checks it before it writes 
 from __future__ import annotations
 
 import collections
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,7 +84,16 @@ class RecordStage:
     def begin_batch(self, records: list[Record]) -> None:
         """Work done once per batch before `apply` (a model's batched prediction)."""
 
+    seconds: float = 0.0  # time spent in this stage (this process), for the build's profile; never in stats.json
+
     def run(self, records: list[Record], stats: StageStats) -> tuple[list[Record], list[Rejection]]:
+        started = time.perf_counter()
+        try:
+            return self._run(records, stats)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _run(self, records: list[Record], stats: StageStats) -> tuple[list[Record], list[Rejection]]:
         kept, rejected = [], []
         self.begin_batch(records)
         for record in records:
