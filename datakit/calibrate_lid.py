@@ -22,6 +22,7 @@ from datakit.recipe import load_recipe
 from datakit.resources import pipeline_path
 from datakit.sources import adapter_for
 from datakit.sources.base import Parallel, RawRow, ReadContext
+from datakit.stages.lid import prose
 
 FLOOR, NEVER = 0.3, 1.01
 
@@ -64,7 +65,7 @@ def calibrate(lid: LangId, texts: dict[str, list[str]], max_reject: float) -> li
     rows = []
     share = max_reject / 2
     for code, items in sorted(texts.items()):
-        preds = lid.predict(items, [code] * len(items))
+        preds = lid.predict([prose(t) for t in items], [code] * len(items))
         group = group_of(code.split("_")[0])
         others: dict[str, list[float]] = defaultdict(list)
         for p in preds:

@@ -19,8 +19,6 @@ import functools
 from dataclasses import dataclass
 from importlib import resources
 
-import numpy as np
-
 from datakit import languages
 from datakit.errors import UnknownLanguageError
 from datakit.models import load_fasttext
@@ -83,7 +81,7 @@ class Prediction:
     label: str | None       # best prediction consistent with the text's script (contract code), or None
     prob: float             # its probability
     expected_prob: float    # total probability of the expected language's group
-    script: str | None      # the text's dominant script
+    script: str | None      # the text's dominant script, when it was needed
 
 
 class LangId:
@@ -97,7 +95,8 @@ class LangId:
                 self.codes.append(languages.code(tag))
             except UnknownLanguageError:
                 self.codes.append(None)
-        self.index = {f"__label__{raw.removeprefix('__label__')}": i for i, raw in enumerate(self.model.get_labels())}
+        # label -> (code, iso, script), worked out once, not per prediction
+        self.parts = {raw: (code, *code.split("_")) for raw, code in zip(self.model.get_labels(), self.codes, strict=True) if code}
         self.known_isos = {c.split("_")[0] for c in self.codes if c}
 
     def supports(self, code: str) -> bool:
@@ -105,26 +104,33 @@ class LangId:
         return bool(group_of(code.split("_")[0]) & self.known_isos)
 
     def predict(self, texts: list[str], expected: list[str]) -> list[Prediction]:
-        """One batched call for all texts; each compared with its expected language."""
-        clean = [" ".join(t.split()) for t in texts]
-        labels, probs = self.model.predict(clean, k=self.k)
+        """One batched call for all texts (single lines: see stages.lid.prose); each compared with its
+        expected language."""
+        labels, probs = self.model.predict(texts, k=self.k)
         out = []
-        for text, labs, ps, exp in zip(clean, labels, probs, expected, strict=True):
-            script = dominant_script(text)
+        parts = self.parts
+        unknown = object()
+        for text, labs, ps, exp in zip(texts, labels, probs, expected, strict=True):
+            script = unknown  # the text's script is looked at only when another language is named
             group = group_of(exp.split("_")[0])
             best, best_p, exp_p = None, 0.0, 0.0
-            for lab, p in zip(labs, np.asarray(ps, dtype=float), strict=True):
-                code = self.codes[self.index[lab]]
-                if code is None:
+            for lab, p in zip(labs, ps.tolist(), strict=True):
+                found = parts.get(lab)
+                if found is None:
                     continue
-                iso, lab_script = code.split("_")
+                code, iso, lab_script = found
                 if iso in group:
                     exp_p += p
                     if best is None:
                         best, best_p = exp, p
-                elif lab_script == "Jpan" and script != "Jpan":
+                    continue
+                if best is not None:
+                    continue
+                if script is unknown:
+                    script = dominant_script(text)
+                if lab_script == "Jpan" and script != "Jpan":
                     continue  # Japanese prose has kana; Han text without any is Chinese (lid.176 says otherwise)
-                elif best is None and (script is None or scripts_agree(lab_script, script)):
+                if script is None or scripts_agree(lab_script, script):
                     best, best_p = code, p
-            out.append(Prediction(best, float(best_p), float(exp_p), script))
+            out.append(Prediction(best, float(best_p), float(exp_p), None if script is unknown else script))
         return out

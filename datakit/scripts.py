@@ -42,6 +42,17 @@ def _script_of(char: str) -> str | None:
 
 
 _NOT_LETTER = regex.compile(r"[^\p{L}\p{M}]+")
+_KNOWN: set[str] = set()
+_TO_TAG: dict[int, str | None] = {}   # code point -> its script's tag (None: no script; translate drops it)
+_TAG_OF: dict[str, str] = {}          # script -> tag (a private-use character)
+
+
+class _TagNames(dict):
+    def __missing__(self, tag: str) -> str:
+        return next(script for script, t in _TAG_OF.items() if t == tag)
+
+
+_SCRIPT_OF_TAG = _TagNames()
 
 
 @functools.lru_cache(maxsize=16384)
@@ -55,11 +66,14 @@ def script_counts(text: str) -> collections.Counter[str]:
     letters = _NOT_LETTER.sub("", text)
     if letters.isascii():
         return collections.Counter({"Latn": len(letters)} if letters else {})
-    counts: collections.Counter[str] = collections.Counter()
-    for char, n in collections.Counter(letters).items():
+    # Each letter becomes its script's one-character tag (str.translate, in C), then tags are counted.
+    for char in set(letters) - _KNOWN:
+        _KNOWN.add(char)
         script = _script_of(char)
-        if script is not None:
-            counts[script] += n
+        _TO_TAG[ord(char)] = _TAG_OF.setdefault(script, chr(0xE000 + len(_TAG_OF))) if script else None
+    counts: collections.Counter[str] = collections.Counter()
+    for tag, n in collections.Counter(letters.translate(_TO_TAG)).items():
+        counts[_SCRIPT_OF_TAG[tag]] += n
     # Japanese mixes Han with kana; Korean may mix Han with Hangul.
     if counts["Hira"] or counts["Kana"]:
         counts["Jpan"] = counts.pop("Hira", 0) + counts.pop("Kana", 0) + counts.pop("Hani", 0)

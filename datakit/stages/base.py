@@ -39,7 +39,10 @@ class StageStats:
         return self
 
     def note(self, key: str, what: str, n: int = 1) -> None:
-        self.report.setdefault(key, collections.Counter())[what] += n
+        counts = self.report.get(key)
+        if counts is None:
+            counts = self.report[key] = collections.Counter()
+        counts[what] += n
 
     @property
     def balanced(self) -> bool:

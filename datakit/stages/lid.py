@@ -14,6 +14,7 @@ Short fields get the script check only. Every checked field's prediction goes in
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import regex
@@ -33,9 +34,25 @@ _DENSE = {"Hani": 3.0, "Jpan": 3.0, "Hang": 2.0, "Yiii": 3.0}
 
 
 def prose(text: str) -> str:
-    text = _CODE_BLOCK.sub(" ", text)
-    text = _INLINE_CODE.sub(" ", text)
-    return _URL.sub(" ", text)
+    """The text without code and links, whitespace collapsed (fastText reads one line)."""
+    if "`" in text:
+        text = _INLINE_CODE.sub(" ", _CODE_BLOCK.sub(" ", text))
+    if "http" in text or "www." in text or "@" in text:
+        text = _URL.sub(" ", text)
+    return " ".join(text.split())
+
+
+@functools.cache
+def multi_script() -> frozenset[str]:
+    """Languages written in more than one script (FLORES-200's, and the usual Cyrillic/Latin/Arabic pairs)."""
+    from datakit.languages import flores200
+
+    by_iso: dict[str, set[str]] = {}
+    for code in flores200():
+        iso, script = code.split("_")
+        by_iso.setdefault(iso, set()).add(script)
+    usual = {"srp", "bos", "hrv", "cnr", "uzn", "azj", "kaz", "kir", "tat", "tgk", "uig", "khk", "pan", "snd", "kur", "kmr", "ckb", "san", "zho"}
+    return frozenset({iso for iso, scripts in by_iso.items() if len(scripts) > 1} | usual)
 
 
 def script_share(text: str, script: str) -> float | None:
@@ -100,32 +117,37 @@ class LanguageId(RecordStage):
         share = script_share(clean, script)
         if share is not None and share < self.config.script_min_share.get("synthesised", 0.5):
             return "script_mismatch"
-        if len(clean.strip()) < self.config.min_chars or self.threshold(expected) is None:
+        if len(clean) < self.config.min_chars or self.threshold(expected) is None:
             return None
         pred = self.lid.predict([clean], [expected])[0]
         return "lid_mismatch" if self.mismatch(pred, expected) else None
 
     def begin_batch(self, records: list[Record]) -> None:
+        """Clean every field once, and predict all the long enough ones in one call."""
         jobs = []
-        for i, record in enumerate(records):
-            for field, text, expected in fields_to_check(record):
-                clean = prose(text)
-                if len(clean.strip()) >= self.config.min_chars and self.threshold(expected) is not None:
-                    jobs.append((i, field, clean, expected))
+        self._fields: dict[int, list[tuple[str, str, str]]] = {}
+        for record in records:
+            fields = [(field, prose(text), expected) for field, text, expected in fields_to_check(record)]
+            self._fields[id(record)] = fields
+            for field, clean, expected in fields:
+                if len(clean) >= self.config.min_chars and self.threshold(expected) is not None:
+                    jobs.append((id(record), field, clean, expected))
         preds = self.lid.predict([j[2] for j in jobs], [j[3] for j in jobs]) if jobs else []
-        self._pending = {}
-        for (i, field, _, _), pred in zip(jobs, preds, strict=True):
-            self._pending.setdefault(i, {})[field] = pred
-        self._index = {id(r): i for i, r in enumerate(records)}
+        self._pending: dict[int, dict[str, Prediction]] = {}
+        for (key, field, _, _), pred in zip(jobs, preds, strict=True):
+            self._pending.setdefault(key, {})[field] = pred
 
     def apply(self, record: Record, stats: StageStats) -> str | None:
-        preds = self._pending.get(self._index[id(record)], {})
+        preds = self._pending.get(id(record), {})
         scores = record["scores"].setdefault("lid", {})
         verdict = None
-        for field, text, expected in fields_to_check(record):
-            script = expected.split("_")[1]
-            share = script_share(prose(text), script)
+        for field, clean, expected in self._fields[id(record)]:
+            iso, script = expected.split("_")
             pred = preds.get(field)
+            # A confident prediction of the language itself settles its script too, unless the
+            # language is written in several (Serbian, Uzbek, ...): then the letters are counted.
+            sure = pred is not None and pred.label == expected and pred.prob >= 0.5 and iso not in multi_script()
+            share = None if sure else script_share(clean, script)
             if pred is not None:
                 scores[field] = [pred.label, round(pred.prob, 3), round(pred.expected_prob, 3)]
             if share is not None and share < self.config.script_min_share.get(record["task"], 0.5):
