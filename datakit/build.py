@@ -343,14 +343,14 @@ def split_rows(selected: pa.Table, recipe: Recipe) -> pa.Table:
     return rows.append_column("split", pa.array(np.where(val, "validation", "train")))
 
 
-def data_counts(selected: pa.Table, prepared: list[dict]) -> Counter:
+def data_counts(selected: pa.Table, file_sources: list[str]) -> Counter:
     """Rows written per (group, lang, task, source), repeats included, counted in Arrow."""
     counts: Counter = Counter()
     if selected.num_rows == 0:
         return counts
     per_part = selected.group_by(["group", "lang", "task", "part"]).aggregate([("copies", "sum")])
     for g, lang, t, part, n in zip(*(per_part.column(c).to_pylist() for c in ("group", "lang", "task", "part", "copies_sum")), strict=True):
-        counts[(g, lang, t, prepared[part]["source"])] += n
+        counts[(g, lang, t, file_sources[part])] += n
     return counts
 
 
@@ -439,7 +439,7 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     build_info = {"langs": "all" if ctx.langs is None else sorted(ctx.langs), "sample": ctx.sample,
                   "stages": [s["name"] for s in stats["stages"]]}
     data_files = [out / w["path"] for w in written]
-    counts = data_counts(selected, prepared)
+    counts = data_counts(selected, glob["file_sources"])
     manifest = build_manifest(out, recipe_hash=recipe.fingerprint(), recipe_name=recipe.name, seed=recipe.seed, build=build_info,
                               files=data_files + rejected_paths + [out / "stats.json"])
     manifest["sources"] = source_entries(recipe, counts)

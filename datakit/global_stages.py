@@ -38,10 +38,10 @@ def load_keys(files: list[str]) -> pa.Table:
         t = t.append_column("part", pa.array(np.full(n, part, dtype=np.int64)))
         t = t.append_column("row", pa.array(np.arange(n, dtype=np.int64)))
         tables.append(t)
-    if not tables:
-        return pa.table({c: pa.array([], pa.string()) for c in ["id", "group", "lang", "task"]}
-                        | {"_dkey": pa.array([], pa.binary(16)), "_nbytes": pa.array([], pa.int64()),
-                           "part": pa.array([], pa.int64()), "row": pa.array([], pa.int64())})
+    if not tables:  # nothing survived the per-record stages: the same columns, no rows
+        tables = [pa.table({c: pa.array([], pa.string()) for c in ["id", "group", "lang", "task"]}
+                           | {"_dkey": pa.array([], pa.binary(16)), "_nbytes": pa.array([], pa.int64()),
+                              "part": pa.array([], pa.int64()), "row": pa.array([], pa.int64())})]
     return pa.concat_tables(tables).rename_columns(["id", "group", "lang", "task", "key", "nbytes", "part", "row"])
 
 
@@ -99,6 +99,8 @@ def exact_removal(keys: pa.Table, alive: np.ndarray) -> Removal:
 def near_removal(keys: pa.Table, alive: np.ndarray, files: list[str], params: nd.MinHashParams) -> Removal:
     """Near duplicates among the surviving rows (global indices in, global indices out)."""
     index = np.flatnonzero(alive)
+    if len(index) == 0:
+        return Removal("near_dedup", "near_duplicate", np.zeros(0, dtype=np.int64))
     parts = keys.column("part").to_numpy()
     rows = keys.column("row").to_numpy()
     cols = nd.columns(params)
@@ -149,11 +151,13 @@ def reject_jobs(removal: Removal, keys: pa.Table, files: list[str], tasks: list[
 
 
 def run_global(recipe: Recipe, prepared: list[dict], fp: dict[str, str], out: Path, engine) -> dict[str, Any]:
-    files = [p["records"] for p in prepared]
-    tasks = [p["task"] for p in prepared]
+    # One work file per (task, language): `part` indexes this list.
+    parts = [(p, lang, path) for p in prepared for lang, path in p["records"].items()]
+    files = [path for _, _, path in parts]
+    tasks = [f"{p['task']}--{lang}" for p, lang, _ in parts]
     keys = load_keys(files)
     n = keys.num_rows
-    source_of_part = np.array([p["source"] for p in prepared] or [""], dtype=object)
+    source_of_part = np.array([p["source"] for p, _, _ in parts] or [""], dtype=object)
     source = source_of_part[keys.column("part").to_numpy()] if n else np.array([], dtype=object)
     alive = np.ones(n, dtype=bool)
     stages: list[StageStats] = []
@@ -209,5 +213,6 @@ def run_global(recipe: Recipe, prepared: list[dict], fp: dict[str, str], out: Pa
         extra = int(repeats[source[index] == src].sum()) if len(index) else 0
         per[-1].repeated, per[-1].kept = extra, per[-1].kept + extra
     selected = survivors.append_column("copies", pa.array(plan.copies)).filter(pa.array(plan.selected))
-    return {"stages": stages, "selected": selected, "files": files, "rejected_files": rejected_files, "plan": plan,
+    return {"stages": stages, "selected": selected, "files": files, "file_sources": list(source_of_part[: len(files)]),
+            "rejected_files": rejected_files, "plan": plan,
             "shortfall": plan.shortfall, "quotas": plan.quotas, "available": plan.available, "per_source": per_source}

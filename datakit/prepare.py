@@ -100,11 +100,11 @@ class _Writers:
     def __init__(self, stage_dir: StageDir, task: str, near: MinHashParams | None):
         self.stage_dir, self.task, self.near = stage_dir, task, near
         self.schema = work_schema(near)
-        self.kept_path = stage_dir.file("records", f"{task}.parquet")
+        self.kept_paths: dict[str, Path] = {}  # one work file per language: a shard reads only its language's files
         self._open: dict[str, tuple[Any, pq.ParquetWriter, pa.Schema]] = {}
         self._buffers: dict[str, list[pa.Table]] = {}
         self.rejected_files: dict[str, str] = {}
-        self.rows = 0
+        self.rows: dict[str, int] = {}
 
     def _writer(self, key: str, path: Path, schema: pa.Schema) -> None:
         if key not in self._open:
@@ -125,9 +125,16 @@ class _Writers:
         self._buffers[key] = [pending.slice(cut)] if cut < pending.num_rows else []
 
     def keep(self, records: list[Record]) -> None:
-        self._writer("kept", self.kept_path, self.schema)
-        if not records:
-            return
+        by_lang: dict[str, list[Record]] = {}
+        for r in records:
+            by_lang.setdefault(r["lang"], []).append(r)
+        for lang, group in sorted(by_lang.items()):
+            self._keep(lang, group)
+
+    def _keep(self, lang: str, records: list[Record]) -> None:
+        if lang not in self.kept_paths:
+            self.kept_paths[lang] = self.stage_dir.file("records", self.task, f"{lang}.parquet")
+            self._writer(f"kept:{lang}", self.kept_paths[lang], self.schema)
         rows = [to_row(r) for r in records]
         for row, rec in zip(rows, records, strict=True):
             row["_dkey"] = dedup_key(rec)
@@ -137,8 +144,8 @@ class _Writers:
         if self.near:
             for name, column in signature_columns(records, self.near).items():
                 table = table.append_column(name, column)
-        self._add("kept", table)
-        self.rows += len(rows)
+        self._add(f"kept:{lang}", table)
+        self.rows[lang] = self.rows.get(lang, 0) + len(rows)
 
     def reject(self, rejections: list[Rejection]) -> None:
         by_stage: dict[str, list[dict]] = {}
@@ -153,7 +160,6 @@ class _Writers:
             self._add(stage, pa.Table.from_pylist(rows, schema=rejected_schema()))
 
     def close(self) -> None:
-        self.keep([])  # a partition with no kept records still has a (empty) records file
         for key, (ctx, writer, _) in self._open.items():
             self._add(key, self._open[key][2].empty_table(), final=True)
             writer.close()
@@ -259,8 +265,8 @@ class PartitionRun:
         result = {
             "task": self.task,
             "source": self.source.name,
-            "records": str(self.writers.kept_path),
-            "rows": self.writers.rows,
+            "records": {lang: str(path) for lang, path in sorted(self.writers.kept_paths.items())},
+            "rows": dict(sorted(self.writers.rows.items())),
             "rejected_files": self.writers.rejected_files,
             "stats": [self.stats[name].to_json() for name in stage_names(self.job.recipe)],
             "seconds": {**self.seconds, **{s.name: round(s.seconds, 3) for s in self.stages}},

@@ -78,15 +78,23 @@ def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def shingles(text: str, params: MinHashParams) -> set[str]:
-    norm = dedup_text(text)
-    if mostly_unspaced(norm):
+@functools.lru_cache(maxsize=16384)
+def _part_shingles(text: str, word_n: int, char_n: int) -> frozenset[str]:
+    norm = dedup_text(text)  # cached: the exact-dedup key normalised the same part
+    if mostly_unspaced(text):
         chars = norm.replace(" ", "")
-        n = params.char_ngram
-        return {chars[i : i + n] for i in range(max(1, len(chars) - n + 1))}
+        return frozenset(chars[i : i + char_n] for i in range(max(1, len(chars) - char_n + 1)))
     words = norm.split()
-    n = params.word_ngram
-    return {" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
+    return frozenset(" ".join(words[i : i + word_n]) for i in range(max(1, len(words) - word_n + 1)))
+
+
+def shingles(parts: list[str], params: MinHashParams) -> set[str]:
+    """Shingles of each part (both sides of a translation, every turn), each cut its own way: a
+    Chinese answer into characters, its English source into words."""
+    out: set[str] = set()
+    for part in parts:
+        out |= _part_shingles(part, params.word_ngram, params.char_ngram)
+    return out
 
 
 def signature(items: Iterable[str], params: MinHashParams) -> np.ndarray:
@@ -100,9 +108,8 @@ def signature(items: Iterable[str], params: MinHashParams) -> np.ndarray:
     return (values.min(axis=0) & np.uint64(0xFFFF)).astype(np.uint16)
 
 
-def near_text(record: Record) -> str:
-    parts = record.get("_dedup_parts") or [m["content"] for m in record["messages"] if m["role"] != "system"]
-    return "\n".join(parts)
+def near_parts(record: Record) -> list[str]:
+    return record.get("_dedup_parts") or [m["content"] for m in record["messages"] if m["role"] != "system"]
 
 
 def bucket_key(record: Record) -> int:
@@ -121,7 +128,7 @@ def work_fields(params: MinHashParams) -> list[pa.Field]:
 
 def signature_columns(records: list[Record], params: MinHashParams) -> dict[str, pa.Array]:
     """The bucket key and signature of a batch of records, as Arrow columns (built from one matrix)."""
-    sigs = np.stack([signature(shingles(near_text(r), params), params) for r in records]) if records else \
+    sigs = np.stack([signature(shingles(near_parts(r), params), params) for r in records]) if records else \
         np.zeros((0, params.num_perm), dtype=np.uint16)
     out = {"_nkey": pa.array(np.array([bucket_key(r) for r in records], dtype=np.uint64))}
     for k, name in enumerate(columns(params)):
