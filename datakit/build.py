@@ -33,6 +33,7 @@ from rich.table import Table
 
 import datakit
 from datakit import languages
+from datakit.construct.native import template_report, translate_templates
 from datakit.construct.synthesis import synthesise
 from datakit.engine.dask import DaskEngine
 from datakit.engine.datatrove import DatatroveEngine
@@ -412,10 +413,11 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     synthesis = synthesise(recipe, ctx, out, fp["prepare"], lid_stage, opts.cache_dir)
     if synthesis is not None:  # its results are read like one more source
         recipe = recipe.model_copy(update={"sources": [*recipe.sources, synthesis]})
+    native = translate_templates(recipe, ctx, out, fp["prepare"], lid_stage, opts.cache_dir)
 
     with make_engine(opts, out, fp, console) as engine:
         partitions = plan_partitions(recipe, ctx)
-        jobs = [PrepareJob(recipe, p, ctx, str(out), fp["prepare"], opts.strict, lid_model, decontamination, opts.cache_dir)
+        jobs = [PrepareJob(recipe, p, ctx, str(out), fp["prepare"], opts.strict, lid_model, decontamination, opts.cache_dir, native)
                 for p in partitions]
         phase_seconds = {}
         clock = time.perf_counter()
@@ -427,7 +429,7 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
             print_plan(console, recipe, glob)
             return BuildResult(out, {"stages": [s.to_json() for s in glob["stages"]], "plan": glob["quotas"]}, {}, time.perf_counter() - started)
         selected = glob["selected"]
-        shard_jobs = plan_shards(split_rows(selected, recipe), glob["files"], recipe.output, str(out), fp["write"], recipe.seed)
+        shard_jobs = plan_shards(split_rows(selected, recipe), glob["files"], recipe.output, str(out), fp["write"], recipe.seed, native)
         written = engine.map(write_shard, shard_jobs, "write")
         phase_seconds["write shards (wall)"] = time.perf_counter() - clock
 
@@ -435,6 +437,9 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     remove_stale_data(out, {w["path"] for w in written})
     rejected_paths = collect_rejected(out, prepared, glob["rejected_files"])
     stats = assemble_stats(recipe, prepared, glob)
+    templates = template_report(out, fp["prepare"])
+    if templates is not None:  # what the LLM made of our templates, per language
+        stats["native_templates"] = templates
     write_json(out / "stats.json", stats)
     build_info = {"langs": "all" if ctx.langs is None else sorted(ctx.langs), "sample": ctx.sample,
                   "stages": [s["name"] for s in stats["stages"]]}
@@ -457,8 +462,8 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     manifest["files"] += [file_entry(out, p) for p in [out / "README.md", *sorted((out / "report").iterdir())]]
     manifest["files"].sort(key=lambda e: e["path"])
     write_json(out / "manifest.json", manifest)
-    prune(out, {stage: {fp[{"synthesis": "prepare", "datatrove": "write"}.get(stage, stage)]}
-                for stage in ("prepare", "exact_dedup", "near_dedup", "write", "synthesis", "datatrove")})
+    prune(out, {stage: {fp[{"synthesis": "prepare", "native_templates": "prepare", "datatrove": "write"}.get(stage, stage)]}
+                for stage in ("prepare", "exact_dedup", "near_dedup", "write", "synthesis", "native_templates", "datatrove")})
     write_json(out / WORK_DIR / STATE, {"status": "complete", "fingerprints": fp, "command": opts.command})
     seconds = time.perf_counter() - started
     print_funnel(console, stats)

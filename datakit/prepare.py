@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datakit.construct import Rejected, build
+from datakit.construct.templates import NativeTemplates
 from datakit.engine.store import StageDir, atomic_path
 from datakit.errors import SourceError
 from datakit.recipe import Recipe
@@ -88,6 +89,7 @@ class PrepareJob:
     lid_model: str | None = None
     contamination: Index | None = None
     llm_cache: str | None = None
+    native: NativeTemplates | None = None  # translation templates in languages other than zh/en
 
 
 class _Writers:
@@ -230,7 +232,7 @@ class PartitionRun:
         construct, job, source = self.stats["construct"], self.job, self.source
         for row in batch:
             construct.in_ += 1
-            built = build(row, source, job.recipe)
+            built = build(row, source, job.recipe, job.native)
             if not built:
                 stub = unparsed_record(source=source.name, license=source.license, lang=None, loc=row.loc, raw="")
                 built = [Rejected(stub, "nothing_to_build")]

@@ -129,24 +129,20 @@ class Interactive(Strict):
     max_revisions: int = Field(2, ge=1, le=4)
 
 
-class Synthesis(Strict):
-    """zh/en general instructions translated into other languages by an LLM (see construct/synthesis.py).
+class LLMStep(Strict):
+    """What every LLM step shares: one model, a budget, prices, and how to send.
 
     Endpoint and key come from the openai client's own variables, OPENAI_BASE_URL and OPENAI_API_KEY."""
 
     enabled: bool = False
     model: str = "gpt-4o-mini"
     languages: list[LangCode] = []         # target languages X
-    sources: list[str] = []                # general sources (by name) whose instructions are translated
-    per_language: int = Field(50, ge=1)    # instructions per target language
-    pool: int = Field(5000, ge=1)          # rows read from each source to choose from
     budget_usd: float | None = Field(None, ge=0)
     prices: dict[str, dict[str, float]] = {}  # model -> {input, output} USD per 1M tokens
     params: dict[str, Any] = {"temperature": 0}
     concurrency: int = Field(4, ge=1)
     max_tokens: int = Field(1024, ge=16)
     batch: bool = False                    # the provider's Batch API for large jobs
-    license: str = "see-sources"
 
     @field_validator("languages")
     @classmethod
@@ -154,11 +150,28 @@ class Synthesis(Strict):
         return [_lang_code(x) for x in v]
 
 
+class Synthesis(LLMStep):
+    """zh/en general instructions translated into other languages by an LLM (see construct/synthesis.py)."""
+
+    sources: list[str] = []                # general sources (by name) whose instructions are translated
+    per_language: int = Field(50, ge=1)    # instructions per target language
+    pool: int = Field(5000, ge=1)          # rows read from each source to choose from
+    license: str = "see-sources"
+
+
+class NativeTemplates(LLMStep):
+    """Translation instructions written in X itself: our English templates translated into X by the
+    LLM, each checked (placeholders kept, language ID) before any record uses it (construct/native.py)."""
+
+    share: float = Field(0.25, ge=0, le=1)  # of X<->hub translation records framed in X
+
+
 class Construct(Strict):
     translation: Translation = Translation()
     interactive: Interactive = Interactive()
     qa: QA = QA()
     synthesis: Synthesis = Synthesis()
+    native_templates: NativeTemplates = NativeTemplates()
 
 
 class Normalise(Strict):

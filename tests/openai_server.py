@@ -5,7 +5,8 @@ request's last user message is "... into <Language>. ...\\n\\n<English text>" (t
 `datakit.llm.prompts.translation_messages`); the server finds the English line in NTREX-128's
 `newstest2019-src.eng.txt` and answers the reference line of the same number in the target
 language's file (a text it does not know gets a line chosen by its hash, still in the right
-language). Judge prompts (system message with "strict judge") get `judge_reply`.
+language). Template requests (`template_messages`) get a real line in the requested language
+followed by the template's placeholders. Judge prompts (system message with "strict judge") get `judge_reply`.
 
 Faults are scripted with `inject(fault, times, match=None, path=...)`: the next `times` requests
 to `path` (whose prompt contains `match`, when given) get the fault instead of an answer:
@@ -13,7 +14,8 @@ to `path` (whose prompt contains `match`, when given) get the fault instead of a
   whose message echoes the Authorization header, as some proxies do), "slow" (answers after
   `slow_seconds`), "malformed" (cut-off JSON), "no_choices", "drop" (connection closed without a
   response), "drop_mid" (closed halfway through the body), "refusal", "empty", "english" (the
-  source text back, untranslated).
+  source text back, untranslated), "lost_placeholder" (a template request answered without its
+  {text} placeholder).
 Batch lines use faults injected with path="batch" ("500" and "malformed" become failed lines).
 
 Every request is recorded (`events`): path, prompt, what was answered, time. Files and batches
@@ -200,8 +202,20 @@ class OpenAIStub:
         text = prompt.rsplit("\n\n", 1)[-1]
         if m is None:
             return f"Received: {text}", ""
+        if "instruction template" in prompt:
+            return self.template_reply(prompt.split("\n\n", 1)[1], m.group(1))
         ref = self.reference(text, m.group(1))
         return (ref, "") if ref is not None else (None, f"unknown language {m.group(1)!r}")
+
+    def template_reply(self, template: str, language: str) -> tuple[str | None, str]:
+        """A template "translation": a real line in the language (chosen by the template's hash),
+        then the template's placeholders, each once, in their order."""
+        ref = self.reference(template, language)
+        if ref is None:
+            return None, f"unknown language {language!r}"
+        slots = re.findall(r"\{\w+\}", template)
+        names = " ".join(s for s in slots if s != "{text}")
+        return f"{ref} {names}".strip() + ("\n\n{text}" if "{text}" in slots else ""), ""
 
     def completion(self, body: dict[str, Any], text: str) -> dict[str, Any]:
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 4096
@@ -225,7 +239,10 @@ class OpenAIStub:
         if kind == "empty":
             return ""
         if kind == "english":
-            return (_last_user(body) or "").rsplit("\n\n", 1)[-1]
+            prompt = _last_user(body) or ""
+            return prompt.split("\n\n", 1)[1] if "instruction template" in prompt else prompt.rsplit("\n\n", 1)[-1]
+        if kind == "lost_placeholder":  # a template translated, but its {text} dropped
+            return (self.answer_text(body)[0] or "").replace("{text}", "").strip()
         return None
 
     # -- batches -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -162,3 +163,80 @@ def test_an_unreadable_judgement_is_a_rejection_never_a_guess(stub, corpus, tmp_
         stub.judge_reply = '{"score": 4, "reason": "fluent and correct"}'
     judge = next(s for s in result.stats["stages"] if s["name"] == "judge")
     assert judge["rejected"] == {"judge_unparseable": judge["in"]} and judge["in"] > 0
+
+
+NATIVE_RECIPE = """
+name: native
+seed: 5
+sources:
+  - name: ntrex128
+    format: bitext
+    path: ntrex128
+    files: 'NTREX-128/newstest2019-(?:src|ref)\\.(?P<lang>eng|zho-CN|swa|fra)\\.txt'
+    unit: sentence
+    license: CC-BY-SA-4.0
+construct:
+  native_templates:
+    enabled: true
+    model: ntrex-mt
+    languages: [swh_Latn, fra_Latn]
+    share: 0.5
+    concurrency: 3
+filters:
+  quality: {enabled: false}
+"""
+
+
+def test_translation_instructions_in_x_come_from_checked_llm_templates(stub, corpus, tmp_path):
+    from datakit.construct.templates import TRANSLATION
+    from datakit.languages import display_name
+
+    path = tmp_path / "native.yaml"
+    path.write_text(textwrap.dedent(NATIVE_RECIPE), encoding="utf-8")
+    english = [t for t in TRANSLATION if t.lang == "eng_Latn"]
+    echoed, broken = english[7], english[2]  # one answered with the English back, one without its {text}
+    stub.inject("english", times=1, match=echoed.text)
+    stub.inject("500", times=2)
+    stub.inject("lost_placeholder", times=1, match=broken.text)
+
+    def run(out: str):
+        return run_build(BuildOptions(recipe=str(path), data_dir=str(corpus), output=str(tmp_path / out), workers=1,
+                                      cache_dir=str(tmp_path / "cache"), sample=120))
+
+    first = run("out1")
+    rows = check_contract(tmp_path / "out1")
+    report = first.stats["native_templates"]
+    left_out = {reason: n for lang in report.values() for reason, n in lang["left_out"].items()}
+    assert left_out.get("untranslated", 0) >= 1 and left_out.get("bad_format", 0) >= 1
+    assert sum(v["accepted"] for v in report.values()) + sum(left_out.values()) == 2 * len(english)
+    assert f"{sum(v['accepted'] for v in report.values())} templates accepted" in (tmp_path / "out1/README.md").read_text(encoding="utf-8")
+
+    saved = json.loads(next((tmp_path / "out1/.datakit/native_templates").glob("*/templates.json")).read_text(encoding="utf-8"))
+    accepted = {t["id"]: t for t in saved["accepted"]}
+    rejected_ids = {t["id"] for t in saved["rejected"]}
+    for t in saved["accepted"]:  # every accepted frame keeps its English template's placeholders
+        source = next(e for e in english if e.id == t["from"])
+        assert sorted(re.findall(r"\{\w+\}", t["text"])) == sorted(re.findall(r"\{\w+\}", source.text))
+
+    translations = [r for r in rows if r["task"] == "translation" and r["lang"] in ("swh_Latn", "fra_Latn")]
+    framed_in_x = [r for r in translations if json.loads(r["meta"])["instruction_lang"] == r["lang"]]
+    assert 0.3 * len(translations) <= len(framed_in_x) <= 0.7 * len(translations)  # share 0.5, drawn per record
+    for r in framed_in_x:
+        meta = json.loads(r["meta"])
+        assert meta["template"] in accepted and meta["template"] not in rejected_ids
+        template = accepted[meta["template"]]
+        user = r["messages"][0]["content"]
+        names = {"src": display_name(r["src_lang"], r["lang"]), "tgt": display_name(r["tgt_lang"], r["lang"])}
+        before, after = template["text"].split("{text}")
+        assert user.startswith(before.format(**names).strip()) and user.endswith(after.format(**names).strip())
+    assert any(display_name("eng_Latn", "swh_Latn") in r["messages"][0]["content"] for r in framed_in_x if r["lang"] == "swh_Latn")
+    # Other languages keep their zh/en frames.
+    others = [r for r in rows if r["task"] == "translation" and r["lang"] not in ("swh_Latn", "fra_Latn")]
+    assert others and all(json.loads(r["meta"])["instruction_lang"] in ("eng_Latn", "zho_Hans") for r in others)
+
+    before = len(stub.events)
+    run("out2")  # a rebuild into a new folder asks nothing and frames every record the same way
+    assert len(stub.events) == before
+    manifest = [json.loads((tmp_path / o / "manifest.json").read_text()) for o in ("out1", "out2")]
+    data = [{f["path"]: f["sha256"] for f in m["files"] if f["path"].startswith("data/")} for m in manifest]
+    assert data[0] == data[1]

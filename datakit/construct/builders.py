@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from datakit.construct import templates as T
 from datakit.construct.interactive import interactive
+from datakit.construct.templates import NativeTemplates, Template
 from datakit.languages import HUBS, display_name
 from datakit.recipe import Recipe, Source
 from datakit.records import Record, new_record, seeded_rng
@@ -70,7 +71,19 @@ def translation_pairs(ex: Parallel, pivots: list[str], directions: list[str]) ->
     return pairs
 
 
-def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
+def frame(recipe: Recipe, native: NativeTemplates, ex: Parallel, rng) -> Template:
+    """The template around a translation: for a `share` of the records of a language X with native
+    templates, one written in X; otherwise one in a hub language (`instruction_langs`). The extra
+    draw happens only where X has native templates, so other records are framed as before."""
+    cfg = recipe.construction
+    own = [t for t in native.get(ex.focus, ()) if t.unit in (ex.unit, "any")]
+    if own and rng.random() < cfg.native_templates.share:
+        return own[rng.randrange(len(own))]
+    langs = cfg.translation.instruction_langs
+    return T.choose(T.TRANSLATION, langs[rng.randrange(len(langs))], ex.unit, rng)
+
+
+def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe, native: NativeTemplates) -> list[Built]:
     cfg = recipe.construction.translation
     pairs = translation_pairs(ex, recipe.pivots, cfg.directions)
     if not pairs and cfg.non_pivot_pairs:  # X<->Y, when the recipe asks for it
@@ -88,8 +101,8 @@ def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe) -> li
             out.append(Rejected(stub, "empty_text"))
             continue
         rng = seeded_rng(recipe.seed, source.name, row.loc, src, tgt)
-        inst_lang = cfg.instruction_langs[rng.randrange(len(cfg.instruction_langs))]
-        template = T.choose(T.TRANSLATION, inst_lang, ex.unit, rng)
+        template = frame(recipe, native, ex, rng)
+        inst_lang = template.lang
         user = template.render(src=display_name(src, inst_lang), tgt=display_name(tgt, inst_lang), text=ex.texts[src])
         lang = tgt if ex.focus in HUBS or src not in HUBS and tgt not in HUBS else ex.focus
         record = _record(source, row, messages=_turns(user, ex.texts[tgt]), lang=lang, task="translation",
@@ -143,9 +156,9 @@ def qa(ex: QAItem, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
     return out
 
 
-def parallel(ex: Parallel, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
+def parallel(ex: Parallel, row: RawRow, source: Source, recipe: Recipe, native: NativeTemplates) -> list[Built]:
     """Translation records around the pivots, and for a share of the rows an interactive record."""
-    built = translation(ex, row, source, recipe)
+    built = translation(ex, row, source, recipe, native)
     cfg = recipe.construction
     if cfg.interactive.share > 0 and not any(isinstance(b, Rejected) for b in built):
         record = interactive(ex, row, source.name, source.license, recipe.seed, recipe.pivots,
@@ -164,9 +177,12 @@ def synthesised(ex: Synthesised, row: RawRow, source: Source, recipe: Recipe) ->
     return [record]
 
 
-BUILDERS = {Instruction: general, Parallel: parallel, QAItem: qa, Synthesised: synthesised}
+BUILDERS = {Instruction: general, QAItem: qa, Synthesised: synthesised}
 
 
-def build(row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
-    """The records (and rejected candidates) one raw row makes."""
+def build(row: RawRow, source: Source, recipe: Recipe, native: NativeTemplates | None = None) -> list[Built]:
+    """The records (and rejected candidates) one raw row makes; `native` holds the templates in
+    languages other than zh/en that the LLM step made (construct/native.py), if any."""
+    if isinstance(row.example, Parallel):
+        return parallel(row.example, row, source, recipe, native or {})
     return BUILDERS[type(row.example)](row.example, row, source, recipe)

@@ -17,8 +17,6 @@ from datakit.languages import display_name
 from datakit.records import canonical_json, record_id, seeded_rng
 from datakit.stages.normalise import normalise_text
 
-_BY_ID = {t.id: t for t in TRANSLATION}
-
 
 def source_text(row: dict[str, Any], template: Template, inst_lang: str) -> str | None:
     names = {"src": display_name(row["src_lang"], inst_lang), "tgt": display_name(row["tgt_lang"], inst_lang)}
@@ -30,17 +28,21 @@ def source_text(row: dict[str, Any], template: Template, inst_lang: str) -> str 
     return user[len(prefix) : len(user) - len(suffix)].strip()
 
 
-def rerender(row: dict[str, Any], copy: int, seed: int) -> dict[str, Any]:
-    """The `copy`-th repeat (1, 2, ...) of a translation row; raises ValueError when it cannot be made."""
+def rerender(row: dict[str, Any], copy: int, seed: int, native: tuple[Template, ...] = ()) -> dict[str, Any]:
+    """The `copy`-th repeat (1, 2, ...) of a translation row; raises ValueError when it cannot be made.
+
+    `native` are the templates in the row's own language (construct/native.py), if any: a row
+    framed by one can be re-framed, and repeats may be framed by them too."""
     meta = json.loads(row["meta"])
-    template = _BY_ID.get(meta.get("template", ""))
+    pool = [*TRANSLATION, *native]
+    template = {t.id: t for t in pool}.get(meta.get("template", ""))
     if row["task"] != "translation" or template is None:
         raise ValueError(f"record {row['id']} is not a templated translation; it cannot be repeated")
     text = source_text(row, template, meta["instruction_lang"])
     if not text:
         raise ValueError(f"record {row['id']}: its instruction does not match template {template.id}")
     unit = meta.get("unit", "sentence")
-    others = sorted((t for t in TRANSLATION if t.id != template.id and t.unit in (unit, "any")), key=lambda t: t.id)
+    others = sorted((t for t in pool if t.id != template.id and t.unit in (unit, "any")), key=lambda t: t.id)
     seeded_rng(seed, "repeat", row["id"]).shuffle(others)
     new = others[(copy - 1) % len(others)]
     user = normalise_text(new.render(src=display_name(row["src_lang"], new.lang), tgt=display_name(row["tgt_lang"], new.lang), text=text), "NFC")

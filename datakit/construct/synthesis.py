@@ -20,9 +20,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from datakit.construct.llm_step import checked_by_lid, step_client
 from datakit.engine.store import StageDir, atomic_path
 from datakit.errors import DatakitError
-from datakit.llm import Request, check_answer, open_client, translation_messages
+from datakit.llm import Request, translation_messages
 from datakit.recipe import Recipe, Source
 from datakit.records import canonical_json, stable_int
 from datakit.sources import adapter_for
@@ -88,16 +89,8 @@ def synthesise(recipe: Recipe, ctx: ReadContext, out: Path, fingerprint: str, li
         return source
     pairs = plan_pairs(recipe, ctx)
     requests = _requests(pairs)
-    client = open_client(cfg.model, cache_dir=cache_dir, budget_usd=cfg.budget_usd, prices=cfg.prices or None,
-                         run_id=fingerprint[:16], params=cfg.params, concurrency=cfg.concurrency, max_tokens=cfg.max_tokens)
-
-    def validate(request: Request, answer) -> Any:
-        verdict = check_answer(answer.text, finish_reason=answer.finish_reason, refusal=answer.refusal, source=request.meta["source"])
-        if verdict.ok and lid_stage is not None:
-            problem = lid_stage.text_mismatch(answer.text, request.meta["lang"])
-            if problem:
-                return type(verdict)("wrong_language", problem)
-        return verdict
+    client = step_client(cfg, cache_dir, run_id=fingerprint[:16])
+    validate = checked_by_lid(lid_stage)
 
     log.info("synthesis: %d instructions x languages -> %d requests to %s", len(pairs), len(requests), cfg.model)
     outcomes = client.run(requests, validator=validate, batch=cfg.batch)

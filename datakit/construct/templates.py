@@ -23,6 +23,9 @@ class Template:
         return self.text.format(**fields)
 
 
+# Templates in other languages, made by the LLM step (construct/native.py): language -> templates.
+NativeTemplates = dict[str, tuple[Template, ...]]
+
 _EN = "eng_Latn"
 _ZH = "zho_Hans"
 

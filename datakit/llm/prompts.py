@@ -18,3 +18,19 @@ def translation_messages(text: str, src_lang: str, tgt_lang: str) -> list[dict[s
         {"role": "user", "content": f"Translate the following {src} text into {tgt}. "
                                     f"Reply with the translation only.\n\n{text}"},
     ]
+
+
+def template_messages(template: str, tgt_lang: str) -> list[dict[str, str]]:
+    """Ask for one of our English instruction templates in another language, placeholders kept.
+
+    The template comes after the first blank line and runs to the end (it may hold blank lines).
+    """
+    tgt = display_name(tgt_lang)
+    return [
+        {"role": "system", "content": TRANSLATOR_SYSTEM},
+        {"role": "user", "content": f"Translate the following English instruction template into {tgt}. "
+                                    "Keep every placeholder in braces, such as {src}, {tgt} and {text}, exactly as it is: "
+                                    "{src} and {tgt} stand for language names, {text} for the text to translate. "
+                                    f"Reply with the translated template only.\n\n{template}"},
+    ]
+

@@ -23,6 +23,17 @@ TASK_CATEGORIES = {"general": "text-generation", "translation": "translation", "
 RESTRICTED_TERMS = {"non-commercial", "research-only", "unknown"}
 
 
+
+def _native_lines(report: dict | None) -> list[str]:
+    """The LLM-translated instruction templates, when the build made any: people should know that
+    some frames were machine-translated, and how many were turned away."""
+    if not report:
+        return []
+    accepted = sum(v["accepted"] for v in report.values())
+    left = sum(sum(v["left_out"].values()) for v in report.values())
+    return [f"- translation instructions in {len(report)} languages other than zh/en are framed by our English templates "
+            f"translated by an LLM: {accepted} templates accepted, {left} left out (placeholders, language ID, refusals)"]
+
 def size_category(n: int) -> str:
     return next((label for limit, label in SIZE_CATEGORIES if n < limit), "n>1T")
 
@@ -126,6 +137,7 @@ def render_card(*, recipe: Recipe, counts: Counter, splits: dict[str, list[str]]
         "",
         "## How it was built",
         "",
+        *_native_lines(stats.get("native_templates")),
         f"- command: `{command}`",
         f"- recipe: `{recipe.name}`, hash `{manifest['recipe']['hash'][:16]}`, seed {manifest['seed']}",
         "- packages: " + ", ".join(f"{k} {v}" for k, v in manifest["packages"].items()),

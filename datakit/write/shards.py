@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from datakit.construct.rerender import rerender
+from datakit.construct.templates import NativeTemplates, Template
 from datakit.engine.store import StageDir, atomic_path
 from datakit.recipe import Output
 from datakit.schema import record_schema
@@ -35,6 +36,7 @@ class ShardJob:
     out: str
     fingerprint: str
     seed: int
+    templates: tuple[Template, ...] = ()  # the language's native templates, for repeats framed in it
 
 
 def expand_copies(selected: pa.Table) -> pa.Table:
@@ -45,7 +47,8 @@ def expand_copies(selected: pa.Table) -> pa.Table:
     return selected.take(pa.array(index)).append_column("copy", pa.array(copy.astype(np.int64)))
 
 
-def plan_shards(keys: pa.Table, files: list[str], output: Output, out: str, fingerprint: str, seed: int) -> list[ShardJob]:
+def plan_shards(keys: pa.Table, files: list[str], output: Output, out: str, fingerprint: str, seed: int,
+                native: NativeTemplates | None = None) -> list[ShardJob]:
     """Cut each language's rows of each split (sorted by id, then copy) into shards of at most
     shard_max_rows / shard_max_bytes.
 
@@ -80,7 +83,8 @@ def plan_shards(keys: pa.Table, files: list[str], output: Output, out: str, fing
             for p, r, c in zip(parts[lo:hi], rows[lo:hi], copy[lo:hi], strict=True):
                 by_file.setdefault(int(p), []).append((int(r), int(c)))
             sources = tuple((files[p], tuple(r for r, _ in sorted(rc)), tuple(c for _, c in sorted(rc))) for p, rc in sorted(by_file.items()))
-            jobs.append(ShardJob(f"data/{lang}/{split}-{k:05d}-of-{n:05d}.parquet", lang, split, sources, hi - lo, output, out, fingerprint, seed))
+            jobs.append(ShardJob(f"data/{lang}/{split}-{k:05d}-of-{n:05d}.parquet", lang, split, sources, hi - lo, output, out, fingerprint, seed,
+                                 (native or {}).get(lang, ())))
     return jobs
 
 
@@ -110,7 +114,7 @@ def write_shard(job: ShardJob) -> dict[str, Any]:
         table = take_rows(f, unique, columns)
         if any(copies):
             by_row = dict(zip(unique, table.to_pylist(), strict=True))
-            table = pa.Table.from_pylist([by_row[r] if c == 0 else rerender(by_row[r], c, job.seed) for r, c in zip(rows, copies, strict=True)],
+            table = pa.Table.from_pylist([by_row[r] if c == 0 else rerender(by_row[r], c, job.seed, job.templates) for r, c in zip(rows, copies, strict=True)],
                                          schema=record_schema())
         tables.append(table)
     table = pa.concat_tables(tables).cast(record_schema())
