@@ -113,23 +113,20 @@ def near_removal(keys: pa.Table, alive: np.ndarray, files: list[str], params: nd
         band_cols = np.stack([t.column(c).to_numpy() for c in t.column_names[1:]], axis=1)[index]
         return band_cols, t.column("_nkey").to_numpy()[index]
 
-    pairs = nd.candidate_pairs(read_band, len(index), params)
-    if len(pairs) == 0:
-        return Removal("near_dedup", "near_duplicate", np.zeros(0, dtype=np.int64))
-    involved = np.unique(pairs)
-    sigs = np.zeros((len(involved), params.num_perm), dtype=np.uint16)
-    where = {int(v): i for i, v in enumerate(involved)}
-    glob_rows = index[involved]
-    for p in np.unique(parts[glob_rows]):
-        mine = np.flatnonzero(parts[glob_rows] == p)
-        t = take_rows(files[int(p)], tuple(int(r) for r in rows[glob_rows[mine]]), cols)
-        sigs[mine] = np.stack([t.column(c).to_numpy() for c in cols], axis=1)
-    a = sigs[[where[int(i)] for i in pairs[:, 0]]]
-    b = sigs[[where[int(j)] for j in pairs[:, 1]]]
-    similarity = (a == b).mean(axis=1)
+    def read_signatures(involved: np.ndarray) -> np.ndarray:
+        sigs = np.zeros((len(involved), params.num_perm), dtype=np.uint16)
+        glob_rows = index[involved]
+        for p in np.unique(parts[glob_rows]):  # one read per work file, of its candidate rows only
+            mine = np.flatnonzero(parts[glob_rows] == p)
+            t = take_rows(files[int(p)], tuple(int(r) for r in rows[glob_rows[mine]]), cols)
+            sigs[mine] = np.stack([t.column(c).to_numpy() for c in cols], axis=1)
+        return sigs
+
     ids = keys.column("id").to_pylist()
     local_ids = [ids[i] for i in index]
-    found = nd.clusters(pairs, similarity, local_ids, params.threshold)
+    found = nd.find_near(read_band, read_signatures, len(index), local_ids, params)
+    if not found:
+        return Removal("near_dedup", "near_duplicate", np.zeros(0, dtype=np.int64))
     out_rows = np.array(sorted(index[r] for r in found), dtype=np.int64)
     by_global = {int(index[r]): (rep, s) for r, (rep, s) in found.items()}
     meta = [{"near_duplicate_of": local_ids[by_global[int(g)][0]], "similarity": round(by_global[int(g)][1], 3)} for g in out_rows]

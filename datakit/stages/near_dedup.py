@@ -177,6 +177,22 @@ def candidate_pairs(read_band, n: int, params: MinHashParams) -> np.ndarray:
     return np.unique(np.concatenate(pairs), axis=0)
 
 
+def find_near(read_band, read_signatures, n: int, ids: list[str], params: MinHashParams) -> dict[int, tuple[int, float]]:
+    """Row -> (representative row, similarity) for the near duplicates among `n` rows.
+
+    `read_band(b)` gives band b of every row's signature and its bucket key; `read_signatures(rows)`
+    the full signatures of the (sorted) rows that became candidates, to verify them. Both are
+    callbacks so the caller decides what sits in memory (one band at a time in a build)."""
+    pairs = candidate_pairs(read_band, n, params)
+    if len(pairs) == 0:
+        return {}
+    involved = np.unique(pairs)
+    sigs = read_signatures(involved)
+    at = np.searchsorted(involved, pairs)
+    similarity = (sigs[at[:, 0]] == sigs[at[:, 1]]).mean(axis=1)
+    return clusters(pairs, similarity, ids, params.threshold)
+
+
 def clusters(pairs: np.ndarray, similarity: np.ndarray, ids: list[str], threshold: float) -> dict[int, tuple[int, float]]:
     """Row -> (representative row, similarity) for every row that is a near duplicate of another."""
     if len(pairs) == 0:
