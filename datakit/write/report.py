@@ -89,7 +89,8 @@ def plot_lengths(path: Path, groups: np.ndarray, nbytes: np.ndarray) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("bytes per record")
     ax.set_ylabel("records")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # an empty corpus has no groups to name
+        ax.legend()
     _save(fig, path)
 
 
