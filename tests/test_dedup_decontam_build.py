@@ -120,3 +120,31 @@ def test_why_explains_a_removed_record_by_id_and_by_text(planted):
     assert [(h["stage"], h["reason"]) for h in by_id] == [("decontaminate", "decontaminated")]
     text = record["messages"][0]["content"][20:60]
     assert any(h["id"] == record["id"] for h in find(out, text))
+
+
+def test_a_benchmark_item_inside_parallel_text_is_found_in_every_direction(corpus):
+    """Translation records are checked on their two texts (their frame is ours): a Vicuna-80
+    question that a parallel corpus carries is removed from X->en, en->X, X->zh and zh->X alike."""
+    from datakit.construct import build
+    from datakit.recipe import load_recipe
+    from datakit.sources.base import Parallel, RawRow
+    from datakit.stages.base import StageStats
+    from datakit.stages.decontaminate import Decontaminate, build_index
+
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "pipelines/local.yaml")
+    stage = Decontaminate(build_index(recipe.filters.decontaminate, corpus, None))
+    source = next(s for s in recipe.sources if s.name == "ntrex128")
+    question = json.loads((corpus / "gpt4llm-eval/plots/data/vicuna_question_80.jsonl").read_text().splitlines()[3])["text"]
+    ntrex = corpus / "ntrex128/NTREX-128"
+    lines = {code: (ntrex / f"newstest2019-{name}.txt").read_text(encoding="utf-8").splitlines()[:2]
+             for code, name in (("eng_Latn", "src.eng"), ("zho_Hans", "ref.zho-CN"), ("swh_Latn", "ref.swa"))}
+    rows = [RawRow({"line": i}, Parallel("swh_Latn", {c: ls[i] for c, ls in lines.items()})) for i in range(2)]
+    rows[0].example.texts["eng_Latn"] = f"{rows[0].example.texts['eng_Latn']} {question}"
+    verdicts = []
+    for row in rows:
+        records = [r for r in build(row, source, recipe) if r["task"] == "translation"]
+        assert len(records) == 4
+        verdicts.append({(r["src_lang"], r["tgt_lang"]): stage.apply(r, StageStats("decontaminate")) for r in records})
+    hub_english = {k for k in verdicts[0] if "eng_Latn" in k}
+    assert {k for k, v in verdicts[0].items() if v == "decontaminated"} == hub_english  # the English side holds it
+    assert set(verdicts[1].values()) == {None}  # clean lines stay

@@ -9,6 +9,7 @@ driver from the evaluation files (local paths or Hub ids) and is small enough to
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,15 +126,24 @@ class Decontaminate(RecordStage):
 
     def __init__(self, index: Index):
         self.index = index
+        # A partition repeats its texts: a sentence is the answer of X->en and X->zh and the source
+        # of en->X and zh->X, so each text is looked up once.
+        self._match = functools.lru_cache(maxsize=1 << 16)(index.match)
 
     def apply(self, record: Record, stats: StageStats) -> str | None:
-        for m in record["messages"]:
-            if m["role"] == "system":
-                continue
-            hits = self.index.match(m["content"])
+        for text in self._texts(record):
+            hits = self._match(text)
             if hits:
                 record["meta"]["contaminated_by"] = [{"benchmark": b, "item": i} for b, i in hits]
                 for benchmark, _ in hits:
                     stats.note(benchmark, "removed")
                 return "decontaminated"
         return None
+
+    @staticmethod
+    def _texts(record: Record) -> list[str]:
+        """What could hold a benchmark item: a translation's two texts (its frame is one of our
+        templates), every non-system turn otherwise."""
+        if record["task"] == "translation" and record.get("_dedup_parts"):
+            return record["_dedup_parts"]
+        return [m["content"] for m in record["messages"] if m["role"] != "system"]

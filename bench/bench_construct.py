@@ -1,0 +1,97 @@
+"""Construction throughput next to pyarrow writing the same bytes, and its memory as records grow.
+
+Reads NTREX-128 through the bitext adapter (every language, both hubs), builds the translation and
+interactive records (`datakit.construct.build`: templates, CLDR names, ids), and writes them to
+Parquet in batches, the way the prepare phase does. Then writes the very same rows again with
+pyarrow alone (the rows already built, in memory). Prints records/s of both and the ratio
+(target: construct + write within 3x of the write alone), and the peak traced memory of the
+construct + write pass at two sizes (target: flat in the number of records).
+
+    python bench/bench_construct.py --data-dir ../shared/corpus [--sizes 200,1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from datakit.construct import Rejected, build
+from datakit.prepare import BATCH_ROWS
+from datakit.recipe import load_recipe
+from datakit.records import to_row
+from datakit.schema import record_schema
+from datakit.sources import adapter_for
+from datakit.sources.base import RawRow, ReadContext
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def construct_and_write(data_dir: Path, sample: int, path: Path, keep: list | None) -> tuple[int, float]:
+    recipe = load_recipe(ROOT / "pipelines" / "local.yaml")
+    source = next(s for s in recipe.sources if s.name == "ntrex128")
+    ctx = ReadContext(data_dir, None, sample, None, tuple(recipe.pivots))
+    adapter, schema = adapter_for(source), record_schema()
+    n, started, batch = 0, time.perf_counter(), []
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        def flush() -> None:
+            table = pa.Table.from_pylist(batch, schema=schema)
+            writer.write_table(table)
+            if keep is not None:
+                keep.append(table)
+            batch.clear()
+
+        for part in adapter.partitions(source, ctx):
+            for item in adapter.read(source, part, ctx):
+                if not isinstance(item, RawRow):
+                    continue
+                for record in build(item, source, recipe):
+                    if not isinstance(record, Rejected):
+                        batch.append(to_row({k: v for k, v in record.items() if not k.startswith("_")}))
+                        n += 1
+                if len(batch) >= BATCH_ROWS:
+                    flush()
+        if batch:
+            flush()
+    return n, time.perf_counter() - started
+
+
+def write_only(tables: list[pa.Table], path: Path) -> float:
+    started = time.perf_counter()
+    with pq.ParquetWriter(path, tables[0].schema, compression="zstd") as writer:
+        for t in tables:
+            writer.write_table(t)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "corpus"))
+    ap.add_argument("--sizes", default="200,1000", help="NTREX lines per language (--sample), small then large")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        peaks = []
+        for size in sizes:
+            tracemalloc.start()
+            n, _ = construct_and_write(Path(args.data_dir), size, Path(tmp) / "c.parquet", None)
+            peaks.append((size, n, tracemalloc.get_traced_memory()[1]))
+            tracemalloc.stop()
+        tables: list[pa.Table] = []
+        n, built = construct_and_write(Path(args.data_dir), sizes[-1], Path(tmp) / "a.parquet", tables)
+        written = write_only(tables, Path(tmp) / "b.parquet")
+        same = (Path(tmp) / "a.parquet").stat().st_size, (Path(tmp) / "b.parquet").stat().st_size
+    print(f"{n:,} records: construct + write {n / built:,.0f} records/s; pyarrow write alone {n / written:,.0f} records/s; "
+          f"ratio {built / written:.2f}x (target <= 3x); files {same[0]:,} and {same[1]:,} bytes")
+    for size, count, peak in peaks:
+        print(f"  sample {size:>5} lines/language: {count:>9,} records, peak traced memory {peak / 2**20:,.1f} MB")
+    print(f"  memory ratio {peaks[-1][2] / peaks[0][2]:.2f}x for {peaks[-1][1] / peaks[0][1]:.1f}x the records")
+
+
+if __name__ == "__main__":
+    main()
