@@ -56,9 +56,8 @@ class DedupSignatures(PipelineStep):
     def __init__(self, folder: str, threshold: float = 0.8, num_perm: int = 128, scope_key: str | None = None,
                  word_ngram: int = 3, char_ngram: int = 4):
         super().__init__()
-        bands, rows = nd.choose_bands(threshold, num_perm)
         self.folder, self.scope_key = folder, scope_key
-        self.params = nd.MinHashParams(num_perm, bands, rows, threshold, word_ngram, char_ngram)
+        self.params = nd.minhash_params(threshold, num_perm, word_ngram, char_ngram)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         ids, keys, buckets, sigs = [], [], [], []
@@ -91,9 +90,8 @@ class DedupClusters(PipelineStep):
 
     def __init__(self, folder: str, threshold: float = 0.8, num_perm: int = 128, word_ngram: int = 3, char_ngram: int = 4):
         super().__init__()
-        bands, rows = nd.choose_bands(threshold, num_perm)
         self.folder = folder
-        self.params = nd.MinHashParams(num_perm, bands, rows, threshold, word_ngram, char_ngram)
+        self.params = nd.minhash_params(threshold, num_perm, word_ngram, char_ngram)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         files = sorted((Path(self.folder) / SIGNATURES).glob("*.parquet"))

@@ -41,12 +41,17 @@ class MinHashParams:
     seed: int = 1
 
 
+def minhash_params(threshold: float, num_perm: int, word_ngram: int = 3, char_ngram: int = 4) -> MinHashParams:
+    """Settings with bands and rows chosen for the threshold."""
+    bands, rows = choose_bands(threshold, num_perm)
+    return MinHashParams(num_perm, bands, rows, threshold, word_ngram, char_ngram)
+
+
 def params_for(config) -> MinHashParams | None:
-    """The recipe's near-dedup settings with bands and rows chosen for its threshold (None: off)."""
+    """The recipe's near-dedup settings (None: off)."""
     if not config.enabled:
         return None
-    bands, rows = choose_bands(config.threshold, config.num_perm)
-    return MinHashParams(config.num_perm, bands, rows, config.threshold, config.word_ngram, config.char_ngram)
+    return minhash_params(config.threshold, config.num_perm, config.word_ngram, config.char_ngram)
 
 
 def _false_positive_area(threshold: float, b: int, r: int, steps: int = 200) -> float:
