@@ -41,18 +41,17 @@ file location: the forkserver workers unpickle the two classes below by module n
 """
 
 import argparse
-import contextlib
 import json
+import os
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pyarrow as pa
 import regex
+from bench_build import TreeMemory  # the bench folder is on sys.path (see above)
 from datatrove.data import Document
 from datatrove.executor.local import LocalPipelineExecutor
 from datatrove.io import get_datafolder
@@ -129,36 +128,6 @@ def parquet_row(writer: Any, doc: Document) -> dict:
 def text_content(doc: Document) -> str:
     """Exact-dedup key: the whole text (as in datatrove's examples)."""
     return doc.text
-
-
-class _TreeMemory:
-    """Samples the resident memory of this process and all its descendants (the executors' pools)."""
-
-    def __init__(self, every: float = 0.2) -> None:
-        self.root = psutil.Process()
-        self.every = every
-        self.total_peak = 0
-        self.process_peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            rss = []
-            for proc in [self.root, *self.root.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    rss.append(proc.memory_info().rss)
-            self.total_peak = max(self.total_peak, sum(rss))
-            self.process_peak = max([self.process_peak, *rss])
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> "_TreeMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _step_stats(logging_dir: Path) -> dict[str, dict[str, float]]:
@@ -277,7 +246,7 @@ def run_baseline(docs: str, work: str, workers: int = 2, tasks: int | None = Non
 
     stage_seconds: dict[str, float] = {}
     started = time.perf_counter()
-    with _TreeMemory() as memory:
+    with TreeMemory(os.getpid(), every=0.2) as memory:
         for name, stage, after in stages:
             t0 = time.perf_counter()
             stage.run()
@@ -307,7 +276,7 @@ def run_baseline(docs: str, work: str, workers: int = 2, tasks: int | None = Non
         "bytes_written": sum(p.stat().st_size for p in [*data.rglob("*"), *output.rglob("*")] if p.is_file()),
         "output_bytes": sum(p.stat().st_size for p in output.rglob("*") if p.is_file()),
         "peak_rss_mb": round(memory.total_peak / 2**20, 1),
-        "peak_process_rss_mb": round(memory.process_peak / 2**20, 1),
+        "peak_process_rss_mb": round(max(memory.driver_peak, memory.worker_peak) / 2**20, 1),
         "workers": workers,
         "tasks": tasks,
         "lid_model": lid_model,

@@ -23,7 +23,7 @@ from datakit.schema import rejected_schema
 from datakit.stages import near_dedup as nd
 from datakit.stages.balance import BalanceSettings, plan_selection
 from datakit.stages.base import StageStats
-from datakit.stages.dedup import find_duplicates
+from datakit.stages.dedup import duplicates_among
 from datakit.write.shards import take_rows
 
 KEY_COLUMNS = ["id", "group", "lang", "task", "_dkey", "_nbytes"]
@@ -89,11 +89,9 @@ class Removal:
 
 def exact_removal(keys: pa.Table, alive: np.ndarray) -> Removal:
     index = np.flatnonzero(alive)
-    sub = keys.take(pa.array(index)).select(["id", "key"])
-    sub = sub.append_column("part", pa.array(np.zeros(len(index), dtype=np.int64))).append_column("row", pa.array(index))
-    dups = find_duplicates(sub)
-    rows = dups.column("row").to_numpy()
-    return Removal("exact_dedup", "exact_duplicate", rows, [{"duplicate_of": m} for m in dups.column("duplicate_of").to_pylist()])
+    sub = keys.take(pa.array(index))
+    positions, originals = duplicates_among(sub.column("id"), sub.column("key"))
+    return Removal("exact_dedup", "exact_duplicate", index[positions], [{"duplicate_of": m} for m in originals])
 
 
 def near_removal(keys: pa.Table, alive: np.ndarray, files: list[str], params: nd.MinHashParams) -> Removal:

@@ -43,7 +43,8 @@ def shape_problem(text: str, english: str) -> str | None:
     want, got = placeholders(english), placeholders(text)
     if got != want:
         return f"placeholders {dict(sorted(got.items()))}, expected {dict(sorted(want.items()))}"
-    if "{" in _PLACEHOLDER.sub("", text) or "}" in _PLACEHOLDER.sub("", text):
+    rest = _PLACEHOLDER.sub("", text)
+    if "{" in rest or "}" in rest:
         return "a brace outside the placeholders"
     return None
 

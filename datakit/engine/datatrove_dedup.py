@@ -34,7 +34,7 @@ from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from datakit.engine.store import atomic_path
 from datakit.stages import near_dedup as nd
-from datakit.stages.dedup import dedup_text, find_duplicates
+from datakit.stages.dedup import dedup_text, duplicates_among
 
 SIGNATURES, REMOVALS = "signatures", "removals"
 
@@ -108,12 +108,9 @@ class DedupClusters(PipelineStep):
         n = sigs.num_rows if sigs is not None else 0
         removed: dict[int, tuple[str, str, float]] = {}  # global row -> (reason, duplicate_of, similarity)
         if n:
-            exact = find_duplicates(sigs.select(["id", "key", "part", "row"]))
-            part_row = sigs.column("part").to_numpy() * (1 << 32) + sigs.column("row").to_numpy()
-            where = {int(v): i for i, v in enumerate(part_row)}
-            for p, r, dup in zip(exact.column("part").to_pylist(), exact.column("row").to_pylist(),
-                                 exact.column("duplicate_of").to_pylist(), strict=True):
-                removed[where[p * (1 << 32) + r]] = ("exact_duplicate", dup, 1.0)
+            # Ranks are concatenated in order, so a tie on id goes to the earlier rank and row.
+            for g, original in zip(*duplicates_among(sigs.column("id"), sigs.column("key")), strict=True):
+                removed[int(g)] = ("exact_duplicate", original, 1.0)
             self._near(sigs, removed)
         self.stat_update("exact_duplicate", value=sum(v[0] == "exact_duplicate" for v in removed.values()))
         self.stat_update("near_duplicate", value=sum(v[0] == "near_duplicate" for v in removed.values()))

@@ -64,3 +64,12 @@ def find_duplicates(keys: pa.Table) -> pa.Table:
         "row": sorted_keys.column("row").take(pa.array(dup_rows)),
         "duplicate_of": ids.take(pa.array(group_start[dup_rows])),
     })
+
+
+def duplicates_among(ids: pa.Array | pa.ChunkedArray, keys: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """Positions of the rows whose key an earlier-ranked row holds, and the id each duplicates (the
+    smallest id of its group, ties by position): `find_duplicates` over one list of rows."""
+    n = len(ids)
+    dups = find_duplicates(pa.table({"id": ids, "key": keys, "part": pa.array(np.zeros(n, dtype=np.int64)),
+                                     "row": pa.array(np.arange(n, dtype=np.int64))}))
+    return dups.column("row").to_numpy(), dups.column("duplicate_of").to_pylist()
