@@ -96,6 +96,10 @@ def test_synthesis_answers_every_prompt_once_then_never_again(stub, corpus, tmp_
     assert len(stub.events) == before, "a rebuild sends nothing"
     synth = sorted(r["id"] for r in rows_with(tmp_path / "out2", "data", "synthesised"))
     assert synth == sorted(r["id"] for r in made)
+    # Answered from the cache, the rebuild writes the very bytes of the build that paid for them.
+    manifests = [json.loads((tmp_path / o / "manifest.json").read_text()) for o in ("out1", "out2")]
+    data = [{f["path"]: f["sha256"] for f in m["files"] if f["path"].startswith("data/")} for m in manifests]
+    assert data[0] == data[1]
 
 
 def test_budget_is_never_exceeded_and_refused_requests_are_rejected_records(stub, corpus, tmp_path):

@@ -84,8 +84,10 @@ class Outcome:
         return self.reason is None
 
     def provenance(self, model: str) -> dict[str, Any]:
-        """What a record's `meta` keeps about its generation (never the key, never headers)."""
-        return {"generator_model": model, "llm_cache_key": self.key, "llm_via": self.via,
+        """What a record's `meta` keeps about its generation (never the key, never headers). Not how
+        this run obtained the answer (live, batch or cache): a rebuild from the cache must write
+        the same bytes as the build that paid for it."""
+        return {"generator_model": model, "llm_cache_key": self.key,
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
 
 
