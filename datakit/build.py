@@ -6,7 +6,7 @@ Read top-down, this is the whole build:
   3. exact dedup and balance on compact keys, globally;
   4. plan shards by language and write them, sorted by id;
   5. write rejected/, stats.json, the dataset card and manifest.json, and print the funnel.
-Every phase's outputs are content-addressed task outputs (`engine.store`), so a re-run resumes.
+Every phase's outputs are content-addressed task outputs (`store`), so a re-run resumes.
 """
 
 from __future__ import annotations
@@ -37,13 +37,12 @@ from datakit.construct.native import template_report, translate_templates
 from datakit.construct.synthesis import synthesise
 from datakit.engine.dask import DaskEngine
 from datakit.engine.datatrove import DatatroveEngine
-from datakit.engine.store import WORK_DIR, atomic_path, explain_os_error, prune, write_json
 from datakit.errors import DatakitError, OutputError, RecipeError
 from datakit.global_stages import run_global
+from datakit.hashing import canonical_json
 from datakit.models import resolve_lid_model
 from datakit.prepare import PrepareJob, stage_names
 from datakit.recipe import Recipe, load_recipe, with_overrides
-from datakit.records import canonical_json
 from datakit.resources import pipeline_path
 from datakit.sources import adapter_for
 from datakit.sources.base import Partition, ReadContext
@@ -53,6 +52,7 @@ from datakit.stages.balance import validation_rows
 from datakit.stages.base import StageStats
 from datakit.stages.decontaminate import Index, build_index
 from datakit.stages.lid import LanguageId
+from datakit.store import WORK_DIR, atomic_path, explain_os_error, prune, write_json
 from datakit.write.card import render_card
 from datakit.write.manifest import build_manifest, file_entry
 from datakit.write.report import write_report

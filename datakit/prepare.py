@@ -21,7 +21,6 @@ import pyarrow.parquet as pq
 
 from datakit.construct import Rejected, build
 from datakit.construct.templates import NativeTemplates
-from datakit.engine.store import StageDir, atomic_path
 from datakit.errors import SourceError
 from datakit.recipe import Recipe
 from datakit.records import Record, record_id, to_row, unparsed_record
@@ -37,6 +36,7 @@ from datakit.stages.lid import LanguageId
 from datakit.stages.near_dedup import MinHashParams, params_for, signature_columns, work_fields
 from datakit.stages.normalise import Normalise
 from datakit.stages.quality import Quality
+from datakit.store import StageDir, atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -39,6 +39,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from datakit.errors import DatakitError
+from datakit.hashing import file_sha256
 from datakit.write.card import RESTRICTED_TERMS
 
 log = logging.getLogger("datakit.publish")
@@ -104,14 +105,6 @@ class PublishResult:
 # ---------------------------------------------------------------------------- the folder
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _safe_path(path: str) -> bool:
     parts = PurePosixPath(path).parts
     return bool(parts) and not path.startswith("/") and ".." not in parts and not any(p.startswith(".") for p in parts)
@@ -146,7 +139,7 @@ def local_files(folder: Path, manifest: dict[str, Any], include_rejected: bool) 
             raise PublishError(f"{p}: {p.stat().st_size} bytes, manifest.json says {entries[rel]['bytes']}; "
                                "the folder changed since its build, rebuild it")
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        hashes = dict(zip(paths, pool.map(_sha256, paths.values()), strict=True))
+        hashes = dict(zip(paths, pool.map(file_sha256, paths.values()), strict=True))
     for rel, e in entries.items():
         if e.get("sha256") and hashes[rel] != e["sha256"]:
             raise PublishError(f"{paths[rel]}: sha256 differs from manifest.json; the folder changed since its build, rebuild it")

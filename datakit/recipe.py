@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from datakit import languages
 from datakit.errors import RecipeError, UnknownLanguageError
-from datakit.records import canonical_json
+from datakit.hashing import canonical_json
 
 SEED_TOKENS = 4  # decontamination looks for n-grams from a seed of this many tokens
 

@@ -8,18 +8,14 @@ every seeded choice are computed here and nowhere else.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from typing import Any
 
+from datakit.hashing import canonical_json
 from datakit.languages import HUBS
 
 Record = dict[str, Any]
 META_RAW_LIMIT = 1024
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def record_id(record: Record) -> str:

@@ -24,11 +24,11 @@ from pathlib import Path
 
 from datakit.construct.llm_step import checked_by_lid, step_client
 from datakit.construct.templates import TRANSLATION, NativeTemplates, Template
-from datakit.engine.store import StageDir, atomic_path
 from datakit.llm import Request
 from datakit.llm.prompts import template_messages
 from datakit.recipe import Recipe
 from datakit.sources.base import ReadContext
+from datakit.store import StageDir, atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ import json
 from typing import Any
 
 from datakit.construct.templates import TRANSLATION, Template
+from datakit.hashing import canonical_json
 from datakit.languages import display_name
-from datakit.records import canonical_json, record_id, seeded_rng
+from datakit.records import record_id, seeded_rng
 from datakit.stages.normalise import normalise_text
 
 

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from datakit.construct.llm_step import checked_by_lid, step_client
-from datakit.engine.store import StageDir, atomic_path
 from datakit.errors import DatakitError
+from datakit.hashing import canonical_json
 from datakit.llm import Request, translation_messages
 from datakit.recipe import Recipe, Source
-from datakit.records import canonical_json, stable_int
+from datakit.records import stable_int
 from datakit.sources import adapter_for
 from datakit.sources.base import Instruction, RawRow, ReadContext
+from datakit.store import StageDir, atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
-from datakit.engine.store import atomic_path
 from datakit.stages import near_dedup as nd
 from datakit.stages.dedup import dedup_text, duplicates_among
+from datakit.store import atomic_path
 
 SIGNATURES, REMOVALS = "signatures", "removals"
 

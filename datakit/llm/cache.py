@@ -22,7 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from datakit.llm.protocol import Answer, canonical_json
+from datakit.hashing import canonical_json
+from datakit.llm.protocol import Answer
 from datakit.llm.redact import redact
 
 DB_NAME = "responses.sqlite3"

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from datakit.hashing import canonical_json
+
 # Bumped only if the key's recipe changes; old cache rows then simply stop matching.
 KEY_VERSION = 1
 
@@ -47,10 +49,6 @@ class Request:
             raise ValueError(f"unknown request fields {sorted(unknown)}")
         return cls(id=str(obj["id"]), messages=list(obj["messages"]), params=dict(obj.get("params") or {}),
                    meta=dict(obj.get("meta") or {}))
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def cache_key(model: str, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]) -> str:

@@ -19,7 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import regex
 
-from datakit.records import Record, canonical_json
+from datakit.hashing import canonical_json
+from datakit.records import Record
 
 _PUNCT_SYMBOLS = regex.compile(r"[\p{P}\p{S}]+")
 _SPACES = regex.compile(r"\s+")

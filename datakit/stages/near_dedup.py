@@ -23,7 +23,8 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
-from datakit.records import Record, canonical_json
+from datakit.hashing import canonical_json
+from datakit.records import Record
 from datakit.scripts import mostly_unspaced
 from datakit.stages.dedup import dedup_text
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 import datakit
+from datakit.hashing import file_sha256
 
 PACKAGES = ("pyarrow", "datasets", "huggingface_hub", "dask", "distributed", "numpy", "langcodes", "babel",
             "fasttext-numpy2-wheel", "datatrove", "openai")
@@ -24,16 +24,8 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def file_entry(out: Path, path: Path) -> dict[str, Any]:
-    entry: dict[str, Any] = {"path": path.relative_to(out).as_posix(), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    entry: dict[str, Any] = {"path": path.relative_to(out).as_posix(), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
     if path.suffix == ".parquet":
         entry["rows"] = pq.read_metadata(path).num_rows
     return entry

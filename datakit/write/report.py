@@ -20,9 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from datakit.engine.store import atomic_path  # noqa: E402
 from datakit.languages import display_name  # noqa: E402
 from datakit.stages.lid import SCORE_HISTOGRAM  # noqa: E402
+from datakit.store import atomic_path  # noqa: E402
 
 GROUPS = ("zh", "en", "cross_lingual")
 PLOTS = {

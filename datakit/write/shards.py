@@ -8,7 +8,6 @@ and the output settings, not on how many workers produced them.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,10 @@ import pyarrow.parquet as pq
 
 from datakit.construct.rerender import rerender
 from datakit.construct.templates import NativeTemplates, Template
-from datakit.engine.store import StageDir, atomic_path
+from datakit.hashing import file_sha256
 from datakit.recipe import Output
 from datakit.schema import record_schema
+from datakit.store import StageDir, atomic_path
 
 
 @dataclass(frozen=True)
@@ -122,5 +122,5 @@ def write_shard(job: ShardJob) -> dict[str, Any]:
     compression = None if job.output.compression == "none" else job.output.compression
     with atomic_path(final) as tmp:
         pq.write_table(table, tmp, compression=compression, row_group_size=job.output.row_group_rows, write_statistics=True)
-    digest = hashlib.sha256(final.read_bytes()).hexdigest()
+    digest = file_sha256(final)
     return stage_dir.complete(task, {"path": job.path, "rows": table.num_rows, "bytes": final.stat().st_size, "sha256": digest})
