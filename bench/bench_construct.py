@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datakit.construct import Rejected, build
-from datakit.prepare import BATCH_ROWS
+from datakit.partition import BATCH_ROWS
 from datakit.recipe import load_recipe
 from datakit.records import to_row
 from datakit.schema import record_schema

@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_lid import ntrex_lines, record  # noqa: E402
 
 from datakit.models import load_fasttext, resolve_lid_model  # noqa: E402
-from datakit.prepare import BATCH_ROWS  # noqa: E402
+from datakit.partition import BATCH_ROWS  # noqa: E402
 from datakit.recipe import Lid  # noqa: E402
-from datakit.stages.base import StageStats  # noqa: E402
-from datakit.stages.lid import LanguageId  # noqa: E402
+from datakit.record_stages.lid import LanguageId  # noqa: E402
+from datakit.stats import StageStats  # noqa: E402
 
 
 def main() -> None:

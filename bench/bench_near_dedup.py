@@ -6,7 +6,7 @@ shuffled and split into `--tasks` files. Both pipelines run on `LocalPipelineExe
 same tasks and workers:
 
 - datakit: DedupSignatures -> DedupClusters -> DedupFilter (exact and near duplicates in one go,
-  threshold 0.8, 128 permutations; `datakit.engine.datatrove_dedup`)
+  threshold 0.8, 128 permutations; `datakit.datatrove_steps.dedup`)
 - datatrove: MinhashDedupSignature -> MinhashDedupBuckets -> MinhashDedupCluster ->
   MinhashDedupFilter with `MinhashConfig()` as documented (5-gram shingles, 14 x 8 hashes), the
   offline word tokenizer of bench/datatrove_baseline.py in place of spaCy.
@@ -42,7 +42,7 @@ from datatrove.pipeline.readers import JsonlReader  # noqa: E402
 from datatrove.pipeline.writers import JsonlWriter  # noqa: E402
 from datatrove_baseline import OfflineWordTokenizer  # noqa: E402
 
-from datakit.engine.datatrove_dedup import DedupClusters, DedupFilter, DedupSignatures  # noqa: E402
+from datakit.datatrove_steps.dedup import DedupClusters, DedupFilter, DedupSignatures  # noqa: E402
 
 
 def make_input(data_dir: Path, folder: Path, tasks: int, share: float = 0.05) -> tuple[int, set[str], set[str]]:

@@ -21,10 +21,10 @@ from datakit.calibrate_lid import calibrate, write_thresholds
 from datakit.langid import LangId, group_of
 from datakit.models import resolve_lid_model
 from datakit.recipe import Lid
-from datakit.records import new_record
+from datakit.record_stages.lid import LanguageId
+from datakit.records import new_record, set_lid_checks
 from datakit.sources.parallel import file_language
-from datakit.stages.base import StageStats
-from datakit.stages.lid import LanguageId
+from datakit.stats import StageStats
 
 
 def ntrex_lines(data_dir: Path) -> dict[str, list[str]]:
@@ -41,7 +41,7 @@ def ntrex_lines(data_dir: Path) -> dict[str, list[str]]:
 def record(text: str, lang: str):
     r = new_record(messages=[{"role": "user", "content": "Translate."}, {"role": "assistant", "content": text}],
                    lang=lang, task="translation", source="eval", license="x", src_lang="eng_Latn", tgt_lang=lang)
-    r["_check"] = [("answer", text, lang)]
+    set_lid_checks(r, [("answer", text, lang)])
     return r
 
 

@@ -35,23 +35,23 @@ import datakit
 from datakit import languages
 from datakit.construct.native import template_report, translate_templates
 from datakit.construct.synthesis import synthesise
+from datakit.corpus_steps.balance import validation_rows
+from datakit.corpus_steps.run import run_global
 from datakit.engine.dask import DaskEngine
 from datakit.engine.datatrove import DatatroveEngine
 from datakit.errors import DatakitError, OutputError, RecipeError
-from datakit.global_stages import run_global
 from datakit.hashing import canonical_json
 from datakit.models import resolve_lid_model
-from datakit.prepare import PrepareJob, stage_names
+from datakit.partition import PrepareJob, stage_names
 from datakit.recipe import Recipe, load_recipe, with_overrides
+from datakit.record_stages.decontaminate import Index, build_index
+from datakit.record_stages.lid import LanguageId
 from datakit.resources import pipeline_path
 from datakit.sources import adapter_for
 from datakit.sources.base import Partition, ReadContext
 from datakit.sources.hub import check_reachable
 from datakit.sources.rows import local_root
-from datakit.stages.balance import validation_rows
-from datakit.stages.base import StageStats
-from datakit.stages.decontaminate import Index, build_index
-from datakit.stages.lid import LanguageId
+from datakit.stats import StageStats
 from datakit.store import WORK_DIR, atomic_path, explain_os_error, prune, write_json
 from datakit.write.card import render_card
 from datakit.write.manifest import build_manifest, file_entry

@@ -19,10 +19,10 @@ import numpy as np
 from datakit.langid import LangId, group_of
 from datakit.models import resolve_lid_model
 from datakit.recipe import load_recipe
+from datakit.record_stages.lid import prose
 from datakit.resources import pipeline_path
 from datakit.sources import adapter_for
 from datakit.sources.base import Parallel, RawRow, ReadContext
-from datakit.stages.lid import prose
 
 FLOOR, NEVER = 0.3, 1.01
 

@@ -71,9 +71,52 @@ def unparsed_record(*, source: str, license: str, lang: str | None, loc: dict[st
     return rec
 
 
+# ---------------------------------------------------------------------------- hidden fields
+# Construction knows things about a record that its messages no longer say plainly; it leaves them
+# in these keys for the stages. They are not columns of the contract, and `to_row` leaves them out.
+CONTENT_TEXTS = "_content_texts"  # the texts that make the record what it is (a translation's source and reference)
+DEDUP_SCOPE = "_dedup_scope"  # what else two records must share to be duplicates (a QA item's passage)
+LID_CHECKS = "_lid_checks"  # [(field, text, expected language code)]: what language ID checks
+HIDDEN_FIELDS = (CONTENT_TEXTS, DEDUP_SCOPE, LID_CHECKS)
+
+LidCheck = tuple[str, str, str]
+
+
+def set_content(record: Record, texts: list[str], scope: str | None = None) -> None:
+    """Declare the record's content: duplicates are records with the same content (and scope),
+    whatever instruction framed it; the quality rules compare a translation's two sides."""
+    record[CONTENT_TEXTS] = list(texts)
+    if scope is not None:
+        record[DEDUP_SCOPE] = scope
+
+
+def declared_content(record: Record) -> list[str] | None:
+    """The texts construction declared, or None when it declared none (a general conversation)."""
+    return record.get(CONTENT_TEXTS) or None
+
+
+def content_texts(record: Record) -> list[str]:
+    """The declared content, else every non-system turn: what dedup keys and near dedup shingles."""
+    return declared_content(record) or [m["content"] for m in record["messages"] if m["role"] != "system"]
+
+
+def dedup_scope(record: Record) -> str | None:
+    return record.get(DEDUP_SCOPE)
+
+
+def set_lid_checks(record: Record, checks: list[LidCheck]) -> None:
+    """Which texts language ID checks, and in which language each must be."""
+    record[LID_CHECKS] = list(checks)
+
+
+def lid_checks(record: Record) -> list[LidCheck] | None:
+    return record.get(LID_CHECKS) or None
+
+
 def to_row(record: Record) -> Record:
-    """The record as a Parquet row: `scores` and `meta` as JSON strings, the id filled in."""
-    row = dict(record)
+    """The record as a Parquet row: `scores` and `meta` as JSON strings, the id filled in, the
+    hidden fields left out."""
+    row = {k: v for k, v in record.items() if k not in HIDDEN_FIELDS}
     if row.get("id") is None:
         row["id"] = record_id(record)
     row["scores"] = canonical_json(record.get("scores") or {})

@@ -11,7 +11,7 @@ from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 
-from datakit.engine.datatrove_dedup import DedupClusters, DedupFilter, DedupSignatures
+from datakit.datatrove_steps.dedup import DedupClusters, DedupFilter, DedupSignatures
 
 LANGS = ["eng-US", "zho-CN", "fra", "hin", "tha"]  # spaced and unspaced scripts
 

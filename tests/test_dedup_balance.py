@@ -1,14 +1,14 @@
 import pyarrow as pa
 
-from datakit.records import new_record, record_id
-from datakit.stages.balance import BalanceSettings, allocate, plan_selection, validation_rows
-from datakit.stages.dedup import dedup_key, find_duplicates
+from datakit.corpus_steps.balance import BalanceSettings, allocate, plan_selection, validation_rows
+from datakit.corpus_steps.exact_dedup import dedup_key, find_duplicates
+from datakit.records import new_record, record_id, set_content
 
 
 def translation(user: str, answer: str, src="swh_Latn", tgt="eng_Latn", src_text="Habari"):
     r = new_record(messages=[{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
                    lang="swh_Latn", task="translation", source="s", license="x", src_lang=src, tgt_lang=tgt)
-    r["_dedup_parts"] = [src_text, answer]
+    set_content(r, [src_text, answer])
     return r
 
 

@@ -127,9 +127,9 @@ def test_a_benchmark_item_inside_parallel_text_is_found_in_every_direction(corpu
     question that a parallel corpus carries is removed from X->en, en->X, X->zh and zh->X alike."""
     from datakit.construct import build
     from datakit.recipe import load_recipe
+    from datakit.record_stages.decontaminate import Decontaminate, build_index
     from datakit.sources.base import Parallel, RawRow
-    from datakit.stages.base import StageStats
-    from datakit.stages.decontaminate import Decontaminate, build_index
+    from datakit.stats import StageStats
 
     recipe = load_recipe(Path(__file__).resolve().parents[1] / "pipelines/local.yaml")
     stage = Decontaminate(build_index(recipe.filters.decontaminate, corpus, None))

@@ -7,9 +7,9 @@ import pytest
 from datakit.errors import DatakitError
 from datakit.models import resolve_lid_model
 from datakit.recipe import Lid
-from datakit.records import new_record
-from datakit.stages.base import StageStats
-from datakit.stages.lid import LanguageId
+from datakit.record_stages.lid import LanguageId
+from datakit.records import new_record, set_lid_checks
+from datakit.stats import StageStats
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def ntrex(corpus, tag: str, n: int = 40) -> list[str]:
 def translation(text: str, lang: str):
     r = new_record(messages=[{"role": "user", "content": "Translate this."}, {"role": "assistant", "content": text}],
                    lang=lang, task="translation", source="t", license="x", src_lang="eng_Latn", tgt_lang=lang)
-    r["_check"] = [("answer", text, lang)]
+    set_lid_checks(r, [("answer", text, lang)])
     return r
 
 

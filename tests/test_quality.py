@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from datakit.recipe import Quality as QualityConfig
-from datakit.records import new_record
-from datakit.stages.base import StageStats
-from datakit.stages.quality import Quality, numbers
+from datakit.record_stages.quality import Quality, numbers
+from datakit.records import new_record, set_content
+from datakit.stats import StageStats
 
 
 def general(answer: str, lang: str = "eng_Latn", task: str = "general"):
@@ -18,7 +18,7 @@ def general(answer: str, lang: str = "eng_Latn", task: str = "general"):
 def translation(src: str, tgt: str, task: str = "translation"):
     r = new_record(messages=[{"role": "user", "content": f"Translate:\n{src}"}, {"role": "assistant", "content": tgt}],
                    lang="swh_Latn", task=task, source="t", license="x", src_lang="eng_Latn", tgt_lang="swh_Latn")
-    r["_dedup_parts"] = [src, tgt]
+    set_content(r, [src, tgt])
     return r
 
 

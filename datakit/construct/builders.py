@@ -9,9 +9,9 @@ from datakit.construct.interactive import interactive
 from datakit.construct.templates import NativeTemplates, Template
 from datakit.languages import HUBS, display_name
 from datakit.recipe import Recipe, Source
-from datakit.records import Record, new_record, seeded_rng
+from datakit.records import Record, new_record, seeded_rng, set_content, set_lid_checks
 from datakit.sources.base import Instruction, Parallel, QAItem, RawRow, Synthesised
-from datakit.stages.normalise import normalise_text
+from datakit.text import normalise_text
 
 
 @dataclass
@@ -33,8 +33,7 @@ def _record(source: Source, row: RawRow, **fields) -> Record:
 def _qa_dedup(record: Record, question: str, answer: str, passage: str) -> None:
     """A QA record is its question and answer: many questions share one passage, and are not
     duplicates of each other; questions are compared only with questions on the same passage."""
-    record["_dedup_parts"] = [question, answer]
-    record["_dedup_scope"] = passage
+    set_content(record, [question, answer], scope=passage)
 
 
 def _blank(text: str) -> bool:
@@ -109,8 +108,8 @@ def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe, nativ
                          src_lang=src, tgt_lang=tgt,
                          meta={"template": template.id, "instruction_lang": inst_lang, "unit": ex.unit})
         # Duplicates are the same pair of texts, whatever template framed them; LID checks each side.
-        record["_dedup_parts"] = [ex.texts[src], ex.texts[tgt]]
-        record["_check"] = [("source", ex.texts[src], src), ("answer", ex.texts[tgt], tgt)]
+        set_content(record, [ex.texts[src], ex.texts[tgt]])
+        set_lid_checks(record, [("source", ex.texts[src], src), ("answer", ex.texts[tgt], tgt)])
         out.append(record)
     return out
 
@@ -127,7 +126,7 @@ def qa(ex: QAItem, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
         record = _record(source, row, messages=_turns(user, ex.answer[x]), lang=x, task="cross_lingual_qa",
                          meta={"variant": "same_language", "kind": ex.kind})
         # Extractive answers are spans of the passage (names, numbers): the passage is checked instead.
-        record["_check"] = [("question", ex.question[x], x)] + ([("context", ex.context[x], x)] if ex.kind == "extractive" else [])
+        set_lid_checks(record, [("question", ex.question[x], x)] + ([("context", ex.context[x], x)] if ex.kind == "extractive" else []))
         _qa_dedup(record, ex.question[x], ex.answer[x], ex.context.get(x, ""))
         out.append(record)
     if cfg.cross_lingual:
@@ -148,9 +147,8 @@ def qa(ex: QAItem, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
                              src_lang=x, tgt_lang=pivot,
                              meta={"variant": "cross_lingual", "kind": ex.kind, "template": template.id, "instruction_lang": pivot})
             given = ex.context[x] if ex.kind == "extractive" else ex.question[x]
-            record["_check"] = [("context" if ex.kind == "extractive" else "question", given, x)]
-            if ex.kind == "math":
-                record["_check"].append(("answer", answer, pivot))
+            checks = [("context" if ex.kind == "extractive" else "question", given, x)]
+            set_lid_checks(record, checks + [("answer", answer, pivot)] * (ex.kind == "math"))
             _qa_dedup(record, ex.question[pivot] if ex.kind == "extractive" else ex.question[x], answer, ex.context.get(x, ""))
             out.append(record)
     return out
@@ -172,8 +170,8 @@ def synthesised(ex: Synthesised, row: RawRow, source: Source, recipe: Recipe) ->
     record = _record(source, row, messages=ex.conversation, lang=ex.lang, task="synthesised",
                      meta={**ex.origin, **ex.generation})
     # Checked like a translation: the answer against the one it was translated from (length, numbers).
-    record["_dedup_parts"] = [ex.source_conversation[-1]["content"], ex.conversation[-1]["content"]]
-    record["_check"] = [("prompt", ex.conversation[0]["content"], ex.lang), ("answer", ex.conversation[-1]["content"], ex.lang)]
+    set_content(record, [ex.source_conversation[-1]["content"], ex.conversation[-1]["content"]])
+    set_lid_checks(record, [("prompt", ex.conversation[0]["content"], ex.lang), ("answer", ex.conversation[-1]["content"], ex.lang)])
     return [record]
 
 

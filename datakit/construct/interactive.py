@@ -18,7 +18,7 @@ import regex
 
 from datakit.construct import templates as T
 from datakit.languages import HUBS, display_name, variant_name
-from datakit.records import Record, new_record, seeded_rng
+from datakit.records import Record, new_record, seeded_rng, set_content, set_lid_checks
 from datakit.sources.base import Parallel, RawRow
 
 _WORD = regex.compile(r"\b[\p{L}][\p{L}\p{M}'’-]{3,}\b")
@@ -150,7 +150,7 @@ def interactive(ex: Parallel, row: RawRow, source_name: str, license_: str, seed
                         src_lang=src, tgt_lang=tgt,
                         meta={**row.loc, "template": template.id, "instruction_lang": inst, "unit": ex.unit,
                               "revisions": [{"kind": k, **{d: v for d, v in det.items() if d != "reference"}} for k, _, _, _, det in turns]})
-    record["_dedup_parts"] = [ex.texts[src], first_answer, *(a for _, _, a, _, _ in turns)]
-    record["_check"] = [("source", ex.texts[src], src), ("answer", first_answer, tgt),
-                        *((f"revision{i + 1}", a, lang_a) for i, (_, _, a, lang_a, _) in enumerate(turns))]
+    set_content(record, [ex.texts[src], first_answer, *(a for _, _, a, _, _ in turns)])
+    set_lid_checks(record, [("source", ex.texts[src], src), ("answer", first_answer, tgt),
+                            *((f"revision{i + 1}", a, lang_a) for i, (_, _, a, lang_a, _) in enumerate(turns))])
     return record

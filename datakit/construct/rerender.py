@@ -16,7 +16,7 @@ from datakit.construct.templates import TRANSLATION, Template
 from datakit.hashing import canonical_json
 from datakit.languages import display_name
 from datakit.records import record_id, seeded_rng
-from datakit.stages.normalise import normalise_text
+from datakit.text import normalise_text
 
 
 def source_text(row: dict[str, Any], template: Template, inst_lang: str) -> str | None:

@@ -64,7 +64,7 @@ class DaskEngine:
             self.cluster.close()
 
     def prepare(self, jobs: Sequence[Any]) -> list[Any]:
-        from datakit.prepare import prepare
+        from datakit.partition import prepare
 
         return self.map(prepare, jobs, "prepare")
 

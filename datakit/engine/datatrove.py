@@ -32,7 +32,7 @@ from datatrove.executor.base import DistributedEnvVars, PipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.stats import PipelineStats
 
-from datakit.prepare import BATCH_ROWS, PartitionRun, PrepareJob
+from datakit.partition import BATCH_ROWS, PartitionRun, PrepareJob
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def _load_results(folder: str, n: int) -> list[Any]:
 def prepare_pipeline(jobs: Sequence[PrepareJob], results: str) -> list[PipelineStep]:
     """The prepare phase as a datatrove pipeline over `jobs` (rank r prepares jobs[r])."""
     shared = Shared(jobs)
-    from datakit.prepare import stage_names
+    from datakit.partition import stage_names
 
     names = [n for n in stage_names(jobs[0].recipe) if n not in ("read", "construct")]
     return [ReadAndConstruct(shared), *(RecordStep(shared, n) for n in names), WriteRecords(shared, results)]

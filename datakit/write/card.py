@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from datakit.languages import display_name
 from datakit.recipe import Recipe
+from datakit.write.summary import GroupRow, summarize
 
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
@@ -44,17 +44,18 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(out)
 
 
-def _pct(n: int, total: int) -> str:
-    return f"{100 * n / total:.1f}%" if total else "-"
+def _pct(row: GroupRow) -> str:
+    return f"{row.percent:.1f}%" if row.percent is not None else "-"
 
 
 def render_card(*, recipe: Recipe, counts: Counter, splits: dict[str, list[str]], stats: dict[str, Any],
                 manifest: dict[str, Any], command: str) -> str:
-    """`counts` maps (group, lang, task, source) -> rows; `splits` maps lang -> split names present."""
-    total = sum(counts.values())
-    langs = sorted({k[1] for k in counts})
-    used_sources = {k[3] for k in counts}
-    sources = [s for s in recipe.sources if s.name in used_sources]
+    """`counts` maps (group, lang, task, source) -> rows; `splits` maps lang -> split names present.
+    The tables come from the build's one `Summary`, which the report and the console render too."""
+    summary = summarize(stats, counts, recipe.balance.mix)
+    total = summary.total
+    langs = sorted(row.code for row in summary.languages)
+    sources = [s for s in recipe.sources if s.name in summary.sources]
     licenses = sorted({s.license for s in sources})
     configs = [{"config_name": "default", "data_files": [{"split": sp, "path": f"data/*/{sp}-*.parquet"}
                                                          for sp in sorted({s for v in splits.values() for s in v})]}]
@@ -64,7 +65,7 @@ def render_card(*, recipe: Recipe, counts: Counter, splits: dict[str, list[str]]
         "pretty_name": recipe.name,
         "language": sorted({lang.split("_")[0] for lang in langs}),
         "license": licenses[0].lower() if len(licenses) == 1 else "other",
-        "task_categories": sorted({TASK_CATEGORIES.get(k[2], "text-generation") for k in counts}),
+        "task_categories": sorted({TASK_CATEGORIES.get(task, "text-generation") for task in summary.tasks}),
         "size_categories": [size_category(total)],
         "tags": ["instruction-tuning", "multilingual", "translation", "datakit"],
         "configs": configs,
@@ -73,22 +74,12 @@ def render_card(*, recipe: Recipe, counts: Counter, splits: dict[str, list[str]]
         header["license_name"] = "mixed"
         header["license_details"] = "Records keep the licence of their source (column `license`); see the sources table."
 
-    by_group = Counter()
-    by_lang_task: dict[str, Counter] = {}
-    by_source = Counter()
-    tasks = sorted({k[2] for k in counts})
-    for (group, lang, task, source), n in counts.items():
-        by_group[group] += n
-        by_lang_task.setdefault(lang, Counter())[task] += n
-        by_source[source] += n
-    mix = recipe.balance.mix
-    group_rows = [[g, by_group[g], _pct(by_group[g], total), f"{100 * mix[g]:.1f}%"] for g in ("zh", "en", "cross_lingual")]
-    lang_rows = [[lang, display_name(lang), sum(c.values()), *[c.get(t, 0) for t in tasks]] for lang, c in sorted(by_lang_task.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))]
+    tasks = summary.tasks
+    group_rows = [[row.group, row.records, _pct(row), f"{row.target_percent:.1f}%"] for row in summary.groups]
+    lang_rows = [[row.code, row.name, row.records, *row.per_task] for row in summary.languages]
     restricted = [s for s in sources if s.terms in RESTRICTED_TERMS]
-    source_rows = [[s.name, s.hub or s.path, s.license, s.terms, by_source[s.name]] for s in sources]
-    funnel = [[s["name"], s["in"], s["created"], s["kept"], ", ".join(f"{r}: {n}" for r, n in s["rejected"].items()) or "-", s["unselected"]]
-              for s in stats["stages"]]
-    shortfall = stats.get("shortfall") or {}
+    source_rows = [[s.name, s.hub or s.path, s.license, s.terms, summary.sources[s.name]] for s in sources]
+    funnel = [[s.name, s.in_, s.created, s.kept, s.rejected_text(), s.unselected] for s in summary.funnel]
 
     body = [
         f"# {recipe.name}",
@@ -114,8 +105,8 @@ def render_card(*, recipe: Recipe, counts: Counter, splits: dict[str, list[str]]
         _table(["group", "records", "share", "target share"], group_rows),
         "",
     ]
-    if shortfall:
-        body += ["**Shortfall**: the data could not fill every quota: " + ", ".join(f"{k}: {v:,}" for k, v in shortfall.items()) + ".", ""]
+    if summary.shortfall:
+        body += ["**Shortfall**: the data could not fill every quota: " + summary.shortfall_text() + ".", ""]
     body += [
         "## Languages",
         "",

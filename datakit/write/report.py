@@ -20,11 +20,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from datakit.languages import display_name  # noqa: E402
-from datakit.stages.lid import SCORE_HISTOGRAM  # noqa: E402
+from datakit.record_stages.lid import SCORE_HISTOGRAM  # noqa: E402
 from datakit.store import atomic_path  # noqa: E402
+from datakit.write.summary import GROUPS, FunnelRow, Summary, summarize  # noqa: E402
 
-GROUPS = ("zh", "en", "cross_lingual")
 PLOTS = {
     "mix.png": "Mix: share of each group against the target, and the largest languages",
     "funnel.png": "Filter funnel: records kept and removed (by reason) at each stage",
@@ -39,37 +38,33 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_mix(path: Path, counts: Counter, mix: dict[str, float]) -> None:
-    total = sum(counts.values()) or 1
-    by_group = Counter()
-    by_lang = Counter()
-    for (group, lang, _, _), n in counts.items():
-        by_group[group] += n
-        by_lang[lang] += n
+def plot_mix(path: Path, summary: Summary) -> None:
+    """Groups against their target share, and the 30 largest languages."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(14, 6), gridspec_kw={"width_ratios": [1, 2], "wspace": 0.55})
-    x = np.arange(len(GROUPS))
-    a.bar(x - 0.2, [100 * by_group[g] / total for g in GROUPS], 0.4, label="corpus")
-    a.bar(x + 0.2, [100 * mix.get(g, 0) for g in GROUPS], 0.4, label="target")
-    a.set_xticks(x, GROUPS)
+    x = np.arange(len(summary.groups))
+    a.bar(x - 0.2, [row.percent or 0.0 for row in summary.groups], 0.4, label="corpus")
+    a.bar(x + 0.2, [row.target_percent for row in summary.groups], 0.4, label="target")
+    a.set_xticks(x, [row.group for row in summary.groups])
     a.set_ylabel("% of records")
     a.legend()
-    top = by_lang.most_common(30)[::-1]
-    b.barh([f"{lang} {display_name(lang)}"[:32] for lang, _ in top], [n for _, n in top])
+    top = summary.largest_languages[:30][::-1]
+    b.barh([f"{row.code} {row.name}"[:32] for row in top], [row.records for row in top])
     b.set_xlabel("records")
-    b.set_title(f"largest {len(top)} of {len(by_lang)} languages")
+    b.set_title(f"largest {len(top)} of {len(summary.languages)} languages")
     _save(fig, path)
 
 
-def plot_funnel(path: Path, stages: list[dict[str, Any]]) -> None:
+def plot_funnel(path: Path, stages: tuple[FunnelRow, ...]) -> None:
+    """Per stage, the records kept and, stacked after them, those removed by each reason."""
     fig, ax = plt.subplots(figsize=(12, 0.6 * len(stages) + 1.5))
-    names = [s["name"] for s in stages][::-1]
+    names = [s.name for s in stages][::-1]
     ordered = stages[::-1]
-    ax.barh(names, [s["kept"] for s in ordered], label="kept", color="#4c72b0")
-    left = np.array([s["kept"] for s in ordered], dtype=float)
-    reasons = sorted({r for s in stages for r in s["rejected"]} | ({"left out by balance"} if any(s["unselected"] for s in stages) else set()))
+    ax.barh(names, [s.kept for s in ordered], label="kept", color="#4c72b0")
+    left = np.array([s.kept for s in ordered], dtype=float)
+    reasons = sorted({r for s in stages for r in s.rejected} | ({"left out by balance"} if any(s.unselected for s in stages) else set()))
     colors = plt.cm.tab20(np.linspace(0, 1, len(reasons))) if reasons else []
     for reason, color in zip(reasons, colors, strict=True):
-        widths = np.array([s["unselected"] if reason == "left out by balance" else s["rejected"].get(reason, 0) for s in ordered], dtype=float)
+        widths = np.array([s.unselected if reason == "left out by balance" else s.rejected.get(reason, 0) for s in ordered], dtype=float)
         if widths.any():
             ax.barh(names, widths, left=left, label=reason, color=color)
             left += widths
@@ -114,25 +109,18 @@ def write_report(out: Path, *, stats: dict[str, Any], counts: Counter, mix: dict
                  nbytes: np.ndarray, title: str) -> Path:
     folder = out / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    plot_mix(folder / "mix.png", counts, mix)
-    plot_funnel(folder / "funnel.png", stats["stages"])
+    summary = summarize(stats, counts, mix)
+    plot_mix(folder / "mix.png", summary)
+    plot_funnel(folder / "funnel.png", summary.funnel)
     plot_lengths(folder / "lengths.png", groups, nbytes)
     lid = next((s for s in stats["stages"] if s["name"] == "lid"), None)
     report = (lid or {}).get("report", {})
     plot_lid(folder / "lid_scores.png", report.get(SCORE_HISTOGRAM, {}))
 
-    total = sum(counts.values())
-    funnel = [[s["name"], s["in"], s["created"], s["repeated"], s["kept"], ", ".join(f"{r}: {n}" for r, n in s["rejected"].items()) or "-", s["unselected"]]
-              for s in stats["stages"]]
-    by_lang: dict[str, Counter] = {}
-    for (_, lang, task, _), n in counts.items():
-        by_lang.setdefault(lang, Counter())[task] += n
-    tasks = sorted({t for c in by_lang.values() for t in c})
-    langs = [[lang, display_name(lang), sum(c.values()), *[c.get(t, 0) for t in tasks]]
-             for lang, c in sorted(by_lang.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))]
+    funnel = [[s.name, s.in_, s.created, s.repeated, s.kept, s.rejected_text(), s.unselected] for s in summary.funnel]
+    langs = [[row.code, row.name, row.records, *row.per_task] for row in summary.languages]
     lid_rows = [[lang, c.get("checked", 0), c.get("kept", 0), c.get("rejected", 0), c.get("unsupported", 0)]
                 for lang, c in sorted(report.items()) if lang != SCORE_HISTOGRAM]
-    shortfall = stats.get("shortfall") or {}
     figures = "".join(f'<figure><img src="{name}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
                       for name, caption in PLOTS.items())
     page = f"""<!doctype html>
@@ -141,11 +129,11 @@ def write_report(out: Path, *, stats: dict[str, Any], counts: Counter, mix: dict
 table{{border-collapse:collapse;font-size:13px;margin:1em 0}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}figure{{margin:2em 0}}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>{total:,} records in {len(by_lang)} languages.</p>
-{"<p><b>Shortfall</b>: " + html.escape(", ".join(f"{k}: {v:,}" for k, v in shortfall.items())) + "</p>" if shortfall else ""}
+<p>{summary.total:,} records in {len(summary.languages)} languages.</p>
+{"<p><b>Shortfall</b>: " + html.escape(summary.shortfall_text()) + "</p>" if summary.shortfall else ""}
 {figures}
 <h2>Filter funnel</h2>{_table(["stage", "in", "created", "repeated", "kept", "rejected", "left out"], funnel)}
-<h2>Languages</h2>{_table(["code", "language", "records", *tasks], langs)}
+<h2>Languages</h2>{_table(["code", "language", "records", *summary.tasks], langs)}
 <h2>Language ID per language</h2>{_table(["code", "checked", "kept", "rejected", "unsupported by the model"], lid_rows)}
 </body></html>
 """

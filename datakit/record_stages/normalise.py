@@ -8,30 +8,11 @@ not user/assistant turns ending with the assistant, is rejected.
 
 from __future__ import annotations
 
-import functools
-import unicodedata
-
-import regex
-
 from datakit.recipe import Normalise as NormaliseConfig
+from datakit.record_stages.base import RecordStage
 from datakit.records import Record
-from datakit.stages.base import RecordStage, StageStats
-
-# C0/C1 controls except TAB and LF, the BOM and the line/paragraph separators.
-_CONTROLS = regex.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff\u2028\u2029]")
-_TRAILING_SPACE = regex.compile(r"[ \t]+\n")
-_MANY_BLANK_LINES = regex.compile(r"\n{3,}")
-
-
-@functools.lru_cache(maxsize=16384)
-def normalise_text(text: str, form: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROLS.sub("", text)
-    if form != "none":
-        text = unicodedata.normalize(form, text)
-    text = _TRAILING_SPACE.sub("\n", text)
-    text = _MANY_BLANK_LINES.sub("\n\n", text)
-    return text.strip()
+from datakit.stats import StageStats
+from datakit.text import normalise_text
 
 
 def turns_ok(messages: list[dict[str, str]]) -> bool:

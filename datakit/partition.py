@@ -21,21 +21,22 @@ import pyarrow.parquet as pq
 
 from datakit.construct import Rejected, build
 from datakit.construct.templates import NativeTemplates
+from datakit.corpus_steps.exact_dedup import dedup_key
+from datakit.corpus_steps.near_dedup import MinHashParams, params_for, signature_columns, work_fields
 from datakit.errors import SourceError
 from datakit.recipe import Recipe
+from datakit.record_stages.base import RecordStage, Rejection
+from datakit.record_stages.decontaminate import Decontaminate, Index
+from datakit.record_stages.judge import Judge
+from datakit.record_stages.length import Length
+from datakit.record_stages.lid import LanguageId
+from datakit.record_stages.normalise import Normalise
+from datakit.record_stages.quality import Quality
 from datakit.records import Record, record_id, to_row, unparsed_record
 from datakit.schema import record_schema, rejected_schema
 from datakit.sources import adapter_for
 from datakit.sources.base import Partition, RawError, ReadContext
-from datakit.stages.base import RecordStage, Rejection, StageStats
-from datakit.stages.decontaminate import Decontaminate, Index
-from datakit.stages.dedup import dedup_key
-from datakit.stages.judge import Judge
-from datakit.stages.length import Length
-from datakit.stages.lid import LanguageId
-from datakit.stages.near_dedup import MinHashParams, params_for, signature_columns, work_fields
-from datakit.stages.normalise import Normalise
-from datakit.stages.quality import Quality
+from datakit.stats import StageStats
 from datakit.store import StageDir, atomic_path
 
 log = logging.getLogger(__name__)

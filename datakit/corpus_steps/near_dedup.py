@@ -24,9 +24,9 @@ import pyarrow as pa
 import xxhash
 
 from datakit.hashing import canonical_json
-from datakit.records import Record
+from datakit.records import Record, content_texts, dedup_scope
 from datakit.scripts import mostly_unspaced
-from datakit.stages.dedup import dedup_text
+from datakit.text import dedup_text
 
 _MERSENNE = np.uint64((1 << 61) - 1)
 
@@ -114,13 +114,9 @@ def signature(items: Iterable[str], params: MinHashParams) -> np.ndarray:
     return (values.min(axis=0) & np.uint64(0xFFFF)).astype(np.uint16)
 
 
-def near_parts(record: Record) -> list[str]:
-    return record.get("_dedup_parts") or [m["content"] for m in record["messages"] if m["role"] != "system"]
-
-
 def bucket_key(record: Record) -> int:
     """Only records of the same task and languages (and scope: a QA passage) are compared."""
-    scope = [record["task"], record.get("src_lang"), record.get("tgt_lang"), record["lang"], record.get("_dedup_scope")]
+    scope = [record["task"], record.get("src_lang"), record.get("tgt_lang"), record["lang"], dedup_scope(record)]
     return xxhash.xxh64_intdigest(canonical_json(scope))
 
 
@@ -134,7 +130,7 @@ def work_fields(params: MinHashParams) -> list[pa.Field]:
 
 def signature_columns(records: list[Record], params: MinHashParams) -> dict[str, pa.Array]:
     """The bucket key and signature of a batch of records, as Arrow columns (built from one matrix)."""
-    sigs = np.stack([signature(shingles(near_parts(r), params), params) for r in records]) if records else \
+    sigs = np.stack([signature(shingles(content_texts(r), params), params) for r in records]) if records else \
         np.zeros((0, params.num_perm), dtype=np.uint16)
     out = {"_nkey": pa.array(np.array([bucket_key(r) for r in records], dtype=np.uint64))}
     for k, name in enumerate(columns(params)):

@@ -32,9 +32,10 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
-from datakit.stages import near_dedup as nd
-from datakit.stages.dedup import dedup_text, duplicates_among
+from datakit.corpus_steps import near_dedup as nd
+from datakit.corpus_steps.exact_dedup import duplicates_among
 from datakit.store import atomic_path
+from datakit.text import dedup_text
 
 SIGNATURES, REMOVALS = "signatures", "removals"
 

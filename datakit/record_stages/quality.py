@@ -18,10 +18,11 @@ import ftfy
 import regex
 
 from datakit.recipe import Quality as QualityConfig
-from datakit.records import Record
+from datakit.record_stages.base import RecordStage
+from datakit.records import Record, declared_content
 from datakit.scripts import mostly_unspaced, script_counts
-from datakit.stages.base import RecordStage, StageStats
-from datakit.stages.dedup import dedup_text
+from datakit.stats import StageStats
+from datakit.text import dedup_text
 
 REFUSALS = regex.compile(
     r"\bas an ai(?: language)? model\b|\bas an artificial intelligence\b|\bi(?:'m| am) (?:just )?an ai\b"
@@ -102,7 +103,7 @@ class Quality(RecordStage):
                 scores["pii"] = found
                 if c.pii == "reject":
                     return "pii"
-        if record["task"] in ("translation", "interactive_translation", "synthesised") and record.get("_dedup_parts"):
+        if record["task"] in ("translation", "interactive_translation", "synthesised") and declared_content(record):
             reason = self.bitext(record, scores)
             if reason:
                 return reason
@@ -133,7 +134,7 @@ class Quality(RecordStage):
 
     def bitext(self, record: Record, scores: dict) -> str | None:
         c = self.config
-        src, tgt = record["_dedup_parts"][:2]
+        src, tgt = declared_content(record)[:2]
         ls, lt = weighted_length(src), weighted_length(tgt)
         if min(ls, lt) > 0 and max(ls, lt) >= c.ratio_min_length:
             ratio = lt / ls

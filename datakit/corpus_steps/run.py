@@ -17,13 +17,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from datakit.corpus_steps import near_dedup as nd
+from datakit.corpus_steps.balance import BalanceSettings, plan_selection
+from datakit.corpus_steps.exact_dedup import duplicates_among
 from datakit.hashing import canonical_json
 from datakit.recipe import Recipe
 from datakit.schema import rejected_schema
-from datakit.stages import near_dedup as nd
-from datakit.stages.balance import BalanceSettings, plan_selection
-from datakit.stages.base import StageStats
-from datakit.stages.dedup import duplicates_among
+from datakit.stats import StageStats
 from datakit.store import StageDir, atomic_path
 from datakit.write.shards import take_rows
 

@@ -1,7 +1,7 @@
 """Language ID per field: the answer in the record's language, each side of a translation in its own.
 
 Which texts are checked, and against which language, is said by the builder that made the record
-(`_check`: [(field, text, expected code)]); a general record checks its prompt and answer against
+(`records.lid_checks`: [(field, text, expected code)]); a general record checks its prompt and answer against
 `lang`. Code blocks, inline code and URLs are taken out first: they are not prose in any language.
 
 A field is rejected as `script_mismatch` when too little of it is in the expected language's script
@@ -21,9 +21,10 @@ import regex
 
 from datakit.langid import LangId, Prediction, Thresholds, calibrated_thresholds, group_of, read_thresholds
 from datakit.recipe import Lid as LidConfig
-from datakit.records import Record
+from datakit.record_stages.base import RecordStage
+from datakit.records import Record, lid_checks
 from datakit.scripts import script_counts
-from datakit.stages.base import RecordStage, StageStats
+from datakit.stats import StageStats
 
 SCORE_HISTOGRAM = "~answer_probability"  # report key: 5-point bins of P(expected language) of answers
 _CODE_BLOCK = regex.compile(r"```.*?(```|$)", regex.S)
@@ -67,8 +68,9 @@ def script_share(text: str, script: str) -> float | None:
 
 
 def fields_to_check(record: Record) -> list[tuple[str, str, str]]:
-    if record.get("_check"):
-        return record["_check"]
+    declared = lid_checks(record)
+    if declared:
+        return declared
     # A general record's prompt may quote other languages (a text to translate, to correct); its
     # answer is what the record teaches, and must be in the record's language.
     answer = "\n".join(m["content"] for m in record["messages"] if m["role"] == "assistant")

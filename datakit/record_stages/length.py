@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datakit.recipe import Length as LengthConfig
+from datakit.record_stages.base import RecordStage
 from datakit.records import Record
-from datakit.stages.base import RecordStage, StageStats
+from datakit.stats import StageStats
 
 
 class Length(RecordStage):

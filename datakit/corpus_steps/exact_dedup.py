@@ -10,34 +10,20 @@ each group of equal keys the record with the smallest id stays, whichever worker
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import unicodedata
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import regex
 
 from datakit.hashing import canonical_json
-from datakit.records import Record
-
-_PUNCT_SYMBOLS = regex.compile(r"[\p{P}\p{S}]+")
-_SPACES = regex.compile(r"\s+")
-
-
-@functools.lru_cache(maxsize=16384)
-def dedup_text(text: str) -> str:
-    """Text as duplicates are compared: NFKC, case-folded, punctuation and symbols out, spaces collapsed.
-    Cached: the same text is keyed by exact dedup, shingled by near dedup and scanned for contamination."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = _PUNCT_SYMBOLS.sub(" ", text)
-    return _SPACES.sub(" ", text).strip()
+from datakit.records import Record, content_texts, dedup_scope
+from datakit.text import dedup_text
 
 
 def dedup_key(record: Record) -> bytes:
-    parts = record.get("_dedup_parts") or [m["content"] for m in record["messages"] if m["role"] != "system"]
-    content = [record["task"], record.get("src_lang"), record.get("tgt_lang"), [dedup_text(p) for p in parts], record.get("_dedup_scope")]
+    parts = content_texts(record)
+    content = [record["task"], record.get("src_lang"), record.get("tgt_lang"), [dedup_text(p) for p in parts], dedup_scope(record)]
     return hashlib.blake2b(canonical_json(content).encode("utf-8"), digest_size=16).digest()
 
 

@@ -19,12 +19,13 @@ import xxhash
 from datakit.errors import SourceError
 from datakit.recipe import SEED_TOKENS, EvalSet
 from datakit.recipe import Decontaminate as DecontaminateConfig
-from datakit.records import Record
+from datakit.record_stages.base import RecordStage
+from datakit.records import Record, declared_content
 from datakit.scripts import mostly_unspaced
 from datakit.sources import files as fileio
 from datakit.sources.base import RawError
-from datakit.stages.base import RecordStage, StageStats
-from datakit.stages.dedup import dedup_text
+from datakit.stats import StageStats
+from datakit.text import dedup_text
 
 
 def tokens(text: str) -> tuple[list[str], bool]:
@@ -144,6 +145,6 @@ class Decontaminate(RecordStage):
     def _texts(record: Record) -> list[str]:
         """What could hold a benchmark item: a translation's two texts (its frame is one of our
         templates), every non-system turn otherwise."""
-        if record["task"] == "translation" and record.get("_dedup_parts"):
-            return record["_dedup_parts"]
+        if record["task"] == "translation" and declared_content(record):
+            return declared_content(record)
         return [m["content"] for m in record["messages"] if m["role"] != "system"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 from datakit.llm import Request, judge_messages, judge_validator, open_client
 from datakit.llm.judge import DEFAULT_RUBRIC, parse_judgement
 from datakit.recipe import Judge as JudgeConfig
+from datakit.record_stages.base import RecordStage
 from datakit.records import Record, record_id
-from datakit.stages.base import RecordStage, StageStats
+from datakit.stats import StageStats
 
 JUDGED = {"judge_low_score", "judge_unparseable"}
 
