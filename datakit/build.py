@@ -2,16 +2,18 @@
 
 Read top-down, this is the whole build:
   1. load the recipe and check every source can be reached before anything runs;
-  2. plan partitions and run `prepare` on each (read -> construct -> normalise -> length);
-  3. exact dedup and balance on compact keys, globally;
-  4. plan shards by language and write them, sorted by id;
+  2. plan partitions and run each as a task (`partition.py`: read -> construct -> per-record
+     stages -> work files);
+  3. the whole-corpus steps on compact keys (`corpus_steps/run.py`: exact dedup, near dedup, balance);
+  4. plan shards by language and write them, sorted by id (`write/shards.py`);
   5. write rejected/, stats.json, the dataset card and manifest.json, and print the funnel.
-Every phase's outputs are content-addressed task outputs (`store`), so a re-run resumes.
+Every phase's outputs are content-addressed task outputs (`store.py`), so a re-run resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -34,18 +36,22 @@ from rich.table import Table
 import datakit
 from datakit import languages
 from datakit.construct.native import template_report, translate_templates
+from datakit.construct.rerender import rerender
 from datakit.construct.synthesis import synthesise
 from datakit.corpus_steps.balance import validation_rows
-from datakit.corpus_steps.run import run_global
+from datakit.corpus_steps.run import CorpusResult, run_corpus_steps
+from datakit.datatrove_steps.partition import partition_pipeline
+from datakit.engine import Engine
 from datakit.engine.dask import DaskEngine
 from datakit.engine.datatrove import DatatroveEngine
 from datakit.errors import DatakitError, OutputError, RecipeError
 from datakit.hashing import canonical_json
 from datakit.models import resolve_lid_model
-from datakit.partition import PrepareJob, stage_names
+from datakit.partition import PartitionJob, PartitionResult, process_partition
 from datakit.recipe import Recipe, load_recipe, with_overrides
 from datakit.record_stages.decontaminate import Index, build_index
 from datakit.record_stages.lid import LanguageId
+from datakit.record_stages.order import StageResources, stage_names
 from datakit.resources import pipeline_path
 from datakit.sources import adapter_for
 from datakit.sources.base import Partition, ReadContext
@@ -189,7 +195,8 @@ def check_resume(out: Path, fp: dict[str, str]) -> None:
         log.info("rebuilding %s: %s reused, %s redone", out, ", ".join(kept) or "nothing", ", ".join(changed))
 
 
-def prepare_output(out: Path, overwrite: bool) -> None:
+def open_output_folder(out: Path, overwrite: bool) -> None:
+    """The output folder, checked writable; refused if it holds something not written by datakit."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"output {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
@@ -227,13 +234,13 @@ def plan_partitions(recipe: Recipe, ctx: ReadContext) -> list[Partition]:
 # ---------------------------------------------------------------------------- 5. finalise
 
 
-def collect_rejected(out: Path, prepared: list[dict], global_files: dict[str, list[str]]) -> list[Path]:
+def collect_rejected(out: Path, prepared: list[PartitionResult], corpus_files: dict[str, list[str]]) -> list[Path]:
     """Materialise out/rejected/<stage>/<task>.parquet from the task outputs (hard links where possible)."""
     target_root = out / "rejected"
     if target_root.exists():
         shutil.rmtree(target_root)
-    pairs = [(stage, Path(f)) for p in prepared for stage, f in p["rejected_files"].items()]
-    pairs += [(stage, Path(f)) for stage, fs in global_files.items() for f in fs]
+    pairs = [(stage, Path(f)) for p in prepared for stage, f in p.rejected_files.items()]
+    pairs += [(stage, Path(f)) for stage, fs in corpus_files.items() for f in fs]
     written = []
     for stage, src in pairs:
         dst = target_root / stage / src.name
@@ -258,17 +265,19 @@ def remove_stale_data(out: Path, keep: set[str]) -> None:
             d.rmdir()
 
 
-def assemble_stats(recipe: Recipe, prepared: list[dict], glob: dict[str, Any]) -> dict[str, Any]:
+def assemble_stats(recipe: Recipe, prepared: list[PartitionResult], corpus: CorpusResult) -> dict[str, Any]:
+    """stats.json: per stage, per-record stages summed over tasks then the corpus steps; the same per
+    source; each stage checked against the identity and against what the stage before it kept."""
     names = stage_names(recipe)
     totals = {name: StageStats(name) for name in names}
     per_source: dict[str, dict[str, StageStats]] = {}
     for p in prepared:
-        src = per_source.setdefault(p["source"], {name: StageStats(name) for name in names})
-        for s in p["stats"]:
+        src = per_source.setdefault(p.source, {name: StageStats(name) for name in names})
+        for s in p.stats:
             st = StageStats.from_json(s)
             totals[st.name].merge(st)
             src[st.name].merge(StageStats.from_json(s))
-    stages = [totals[n] for n in names] + glob["stages"]
+    stages = [totals[n] for n in names] + corpus.stages
     for i, st in enumerate(stages):
         if not st.balanced:
             raise AssertionError(f"stats identity broken at stage {st.name}: {st.to_json()}")
@@ -276,19 +285,19 @@ def assemble_stats(recipe: Recipe, prepared: list[dict], glob: dict[str, Any]) -
             raise AssertionError(f"stage {st.name} received {st.in_} records, {stages[i - 1].name} kept {stages[i - 1].kept}")
     sources = {}
     for name in sorted(per_source):
-        extra = glob["per_source"].get(name, [StageStats("exact_dedup"), StageStats("balance")])
+        extra = corpus.per_source.get(name, [StageStats("exact_dedup"), StageStats("balance")])
         sources[name] = [s.to_json() for s in [*per_source[name].values(), *extra]]
-    return {"stages": [s.to_json() for s in stages], "sources": sources, "shortfall": glob["shortfall"],
-            "quotas": glob["quotas"]}
+    return {"stages": [s.to_json() for s in stages], "sources": sources, "shortfall": corpus.shortfall,
+            "quotas": corpus.quotas}
 
 
-def write_profile(out: Path, prepared: list[dict], phases: dict[str, float]) -> None:
+def write_profile(out: Path, prepared: list[PartitionResult], phases: dict[str, float]) -> None:
     """Where the time went: CPU seconds per per-record stage (summed over tasks) and wall seconds
     per phase, logged and kept in .datakit/profile.json (not in stats.json: timings vary)."""
     per_stage: Counter = Counter()
     for p in prepared:
-        if not p.get("reused"):
-            per_stage.update(p.get("seconds", {}))
+        if not p.reused:
+            per_stage.update(p.seconds)
     profile = {"task_cpu_seconds": {k: round(v, 1) for k, v in per_stage.most_common()},
                "phase_wall_seconds": {k: round(v, 1) for k, v in phases.items()}}
     write_json(out / WORK_DIR / "profile.json", profile)
@@ -296,9 +305,10 @@ def write_profile(out: Path, prepared: list[dict], phases: dict[str, float]) -> 
         log.info("profile (task CPU s): %s", ", ".join(f"{k} {v:.0f}" for k, v in per_stage.most_common()))
 
 
-def print_plan(console: Console, recipe: Recipe, glob: dict[str, Any]) -> None:
+def print_plan(console: Console, recipe: Recipe, available: dict[str, dict[str, int]], quotas: dict[str, dict[str, int]],
+               shortfall: dict[str, int]) -> None:
     """--dry-run: what balance would select, against what is available, and the mix it would give."""
-    available, quotas = glob["available"], glob["quotas"] or glob["available"]
+    quotas = quotas or available
     total = sum(sum(v.values()) for v in quotas.values()) or 1
     table = Table(title=f"balance plan (target {recipe.balance.target_size or 'none: keep all'})", title_justify="left")
     for col in ("group", "available", "selected", "share", "target share", "languages"):
@@ -315,8 +325,8 @@ def print_plan(console: Console, recipe: Recipe, glob: dict[str, Any]) -> None:
     for g, lang, task, avail, n in sorted(rows, key=lambda r: (-r[4], r[1], r[2]))[:40]:
         cells.add_row(g, lang, task, f"{avail:,}", f"{n:,}")
     console.print(cells)
-    if glob["shortfall"]:
-        console.print("shortfall: " + ", ".join(f"{k} {v:,}" for k, v in glob["shortfall"].items()))
+    if shortfall:
+        console.print("shortfall: " + ", ".join(f"{k} {v:,}" for k, v in shortfall.items()))
 
 
 def print_funnel(console: Console, stats: dict[str, Any]) -> None:
@@ -339,8 +349,8 @@ def split_rows(selected: pa.Table, recipe: Recipe) -> pa.Table:
     chosen = np.flatnonzero(original)
     val = np.zeros(rows.num_rows, dtype=bool)
     if v.fraction > 0 and v.max_rows > 0:
-        val[chosen] = validation_rows([ids[i] for i in chosen], [langs[i] for i in chosen], v.fraction, v.min_rows,
-                                      v.max_rows, v.min_language_rows, recipe.seed)
+        val[chosen] = validation_rows([ids[i] for i in chosen], [langs[i] for i in chosen], fraction=v.fraction, min_rows=v.min_rows,
+                                      max_rows=v.max_rows, min_language_rows=v.min_language_rows, seed=recipe.seed)
     return rows.append_column("split", pa.array(np.where(val, "validation", "train")))
 
 
@@ -382,6 +392,14 @@ class _DatatroveOnDask:
         self.dask.__exit__(*exc)
 
 
+def run_partitions(engine: Engine, jobs: list[PartitionJob]) -> list[PartitionResult]:
+    """Every partition task: as datakit's steps in a datatrove pipeline on the datatrove engine,
+    as plain tasks elsewhere (the same files either way)."""
+    if isinstance(engine, DatatroveEngine):
+        return engine.run_pipeline("prepare", jobs, lambda results: partition_pipeline(jobs, results))
+    return engine.map(process_partition, jobs, "prepare")
+
+
 def make_engine(opts: BuildOptions, out: Path, fp: dict[str, str], console: Console):
     """Dask (the default: a LocalCluster, or --scheduler's cluster) or datatrove (its
     LocalPipelineExecutor, or its ranks on Dask with --scheduler)."""
@@ -400,7 +418,7 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     ctx = read_context(recipe, recipe_path, opts)
     check_sources(recipe, ctx)
     out = Path(opts.output)
-    prepare_output(out, opts.overwrite)
+    open_output_folder(out, opts.overwrite)
     lid_model = str(resolve_lid_model(recipe.filters.lid.model, ctx.mirror)) if recipe.filters.lid.enabled else None
     decontamination = build_index(recipe.filters.decontaminate, ctx.data_dir, ctx.mirror) if recipe.filters.decontaminate.sets else None
     fp = fingerprints(recipe, ctx, lid_model, decontamination)
@@ -415,36 +433,38 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
         recipe = recipe.model_copy(update={"sources": [*recipe.sources, synthesis]})
     native = translate_templates(recipe, ctx, out, fp["prepare"], lid_stage, opts.cache_dir)
 
+    resources = StageResources(lid_model=lid_model, contamination=decontamination, llm_cache=opts.cache_dir, run_id=fp["prepare"][:16])
     with make_engine(opts, out, fp, console) as engine:
-        partitions = plan_partitions(recipe, ctx)
-        jobs = [PrepareJob(recipe, p, ctx, str(out), fp["prepare"], opts.strict, lid_model, decontamination, opts.cache_dir, native)
-                for p in partitions]
+        jobs = [PartitionJob(recipe=recipe, partition=p, ctx=ctx, out=str(out), fingerprint=fp["prepare"], strict=opts.strict,
+                             resources=resources, native=native) for p in plan_partitions(recipe, ctx)]
         phase_seconds = {}
         clock = time.perf_counter()
-        prepared = engine.prepare(jobs)
+        prepared = run_partitions(engine, jobs)
         phase_seconds["prepare (wall)"], clock = time.perf_counter() - clock, time.perf_counter()
-        glob = run_global(recipe, prepared, fp, out, engine)
+        corpus = run_corpus_steps(recipe, prepared, fp, out, engine)
         phase_seconds["dedup + balance (wall)"], clock = time.perf_counter() - clock, time.perf_counter()
         if opts.dry_run:
-            print_plan(console, recipe, glob)
-            return BuildResult(out, {"stages": [s.to_json() for s in glob["stages"]], "plan": glob["quotas"]}, {}, time.perf_counter() - started)
-        selected = glob["selected"]
-        shard_jobs = plan_shards(split_rows(selected, recipe), glob["files"], recipe.output, str(out), fp["write"], recipe.seed, native)
+            print_plan(console, recipe, corpus.available, corpus.quotas, corpus.shortfall)
+            return BuildResult(out, {"stages": [s.to_json() for s in corpus.stages], "plan": corpus.quotas}, {}, time.perf_counter() - started)
+        selected = corpus.selected
+        native_of = native or {}
+        shard_jobs = plan_shards(split_rows(selected, recipe), corpus.files, recipe.output, str(out), fp["write"],
+                                 repeat_for=lambda lang: functools.partial(rerender, seed=recipe.seed, native=native_of.get(lang, ())))
         written = engine.map(write_shard, shard_jobs, "write")
         phase_seconds["write shards (wall)"] = time.perf_counter() - clock
 
     write_profile(out, prepared, phase_seconds)
-    remove_stale_data(out, {w["path"] for w in written})
-    rejected_paths = collect_rejected(out, prepared, glob["rejected_files"])
-    stats = assemble_stats(recipe, prepared, glob)
+    remove_stale_data(out, {w.path for w in written})
+    rejected_paths = collect_rejected(out, prepared, corpus.rejected_files)
+    stats = assemble_stats(recipe, prepared, corpus)
     templates = template_report(out, fp["prepare"])
     if templates is not None:  # what the LLM made of our templates, per language
         stats["native_templates"] = templates
     write_json(out / "stats.json", stats)
     build_info = {"langs": "all" if ctx.langs is None else sorted(ctx.langs), "sample": ctx.sample,
                   "stages": [s["name"] for s in stats["stages"]]}
-    data_files = [out / w["path"] for w in written]
-    counts = data_counts(selected, glob["file_sources"])
+    data_files = [out / w.path for w in written]
+    counts = data_counts(selected, corpus.file_sources)
     manifest = build_manifest(out, recipe_hash=recipe.fingerprint(), recipe_name=recipe.name, seed=recipe.seed, build=build_info,
                               files=data_files + rejected_paths + [out / "stats.json"])
     manifest["sources"] = source_entries(recipe, counts)

@@ -10,7 +10,7 @@ Latin-script text can be.
 Whether a prediction is confident enough to call a record mislabelled depends on the language:
 per-language thresholds, calibrated on clean reference translations (NTREX-128 and the UDHR) so
 that at most about half a percent of clean text would be rejected, ship in
-`langdata/lid_thresholds.tsv` (see bench/calibrate_lid.py).
+`langdata/lid_thresholds.tsv` (see datakit/calibrate_lid.py).
 """
 
 from __future__ import annotations

@@ -133,10 +133,6 @@ def code(tag: str) -> str:
     return normalize(tag).code
 
 
-def is_hub(code_: str) -> bool:
-    return code_ in HUBS
-
-
 @functools.cache
 def _groups() -> dict[str, tuple[str, ...]]:
     raw = yaml.safe_load(_data("groups.yaml"))

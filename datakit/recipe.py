@@ -185,7 +185,7 @@ class Length(Strict):
 
 
 class Lid(Strict):
-    """fastText language ID per field (see datakit/stages/lid.py)."""
+    """fastText language ID per field (see datakit/record_stages/lid.py)."""
 
     enabled: bool = True
     model: str = "default"          # the cached lid.176.ftz; or a path; or a Hub id org/name[/file]
@@ -208,7 +208,7 @@ class Lid(Strict):
 
 
 class Quality(Strict):
-    """Heuristic quality checks (see datakit/stages/quality.py)."""
+    """Heuristic quality checks (see datakit/record_stages/quality.py)."""
 
     enabled: bool = True
     max_dup_lines: float = Field(0.3, ge=0, le=1)       # share of an answer's lines repeating an earlier one
@@ -243,7 +243,7 @@ class EvalSet(Strict):
 
 
 class Decontaminate(Strict):
-    """Reject training records that contain evaluation items (see datakit/stages/decontaminate.py)."""
+    """Reject training records that contain evaluation items (see datakit/record_stages/decontaminate.py)."""
 
     sets: list[EvalSet] = []
     word_ngram: int = Field(8, ge=SEED_TOKENS)   # word n-grams for spaced scripts
@@ -253,7 +253,7 @@ class Decontaminate(Strict):
 
 
 class Judge(Strict):
-    """An optional LLM judge with a 1-5 rubric (see datakit/stages/judge.py); endpoint and key from
+    """An optional LLM judge with a 1-5 rubric (see datakit/record_stages/judge.py); endpoint and key from
     OPENAI_BASE_URL / OPENAI_API_KEY in every worker's environment."""
 
     enabled: bool = False
@@ -277,7 +277,7 @@ class Filters(Strict):
 
 
 class NearDedup(Strict):
-    """MinHash LSH near-duplicate removal (see datakit/stages/near_dedup.py)."""
+    """MinHash LSH near-duplicate removal (see datakit/corpus_steps/near_dedup.py)."""
 
     enabled: bool = True
     threshold: float = Field(0.8, gt=0, lt=1)  # estimated Jaccard similarity of shingle sets
@@ -292,7 +292,7 @@ class Dedup(Strict):
 
 
 class Balance(Strict):
-    """Target size and mix (see datakit/stages/balance.py)."""
+    """Target size and mix (see datakit/corpus_steps/balance.py)."""
 
     target_size: int | None = Field(None, ge=1)     # None: keep everything that passes
     temperature: float = Field(1.0, gt=0)          # across languages inside a group: p ~ n^(1/T)

@@ -15,8 +15,6 @@ import pyarrow as pa
 
 from datakit.resources import schema_path
 
-REJECTED_COLUMNS = ("stage", "reason")
-
 
 @functools.cache
 def json_schema() -> dict[str, Any]:
@@ -55,10 +53,6 @@ def record_schema() -> pa.Schema:
 def rejected_schema() -> pa.Schema:
     """Arrow schema of rejected/ files: the record schema plus `stage` and `reason`."""
     return record_schema().append(pa.field("stage", pa.string())).append(pa.field("reason", pa.string()))
-
-
-def field_names() -> tuple[str, ...]:
-    return tuple(record_schema().names)
 
 
 @functools.cache

@@ -23,7 +23,8 @@ def rows_of(files: list[Path]) -> list[dict]:
 
 
 def check_contract(out: Path) -> list[dict]:
-    """Assert everything DESIGN.md promises about an output folder; returns the data rows."""
+    """Assert everything the record contract (../shared/DESIGN.md, schemas/instruction.schema.json) promises
+    about an output folder; returns the data rows."""
     files = data_files(out)
     assert files, "no data files"
     rows = rows_of(files)

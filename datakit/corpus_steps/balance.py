@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from datakit.recipe import Balance
 from datakit.records import stable_int
 
 REPEATABLE_TASKS = frozenset({"translation"})  # repeats are re-rendered with another template (construct/rerender.py)
@@ -63,7 +64,7 @@ def allocate(total: int, weights: Mapping[Any, float], caps: Mapping[Any, int]) 
     return alloc
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BalanceSettings:
     target: int | None
     mix: Mapping[str, float]
@@ -73,6 +74,12 @@ class BalanceSettings:
     task_weights: Mapping[str, float] = field(default_factory=dict)
     max_repeat: int = 1
     seed: int = 0
+
+    @classmethod
+    def from_recipe(cls, balance: Balance, seed: int) -> BalanceSettings:
+        return cls(target=balance.target_size, mix=balance.mix, temperature=balance.temperature,
+                   min_per_language=balance.min_per_language, max_per_language=balance.max_per_language,
+                   task_weights=balance.task_weights, max_repeat=balance.max_repeat, seed=seed)
 
 
 @dataclass
@@ -152,18 +159,19 @@ def plan_selection(keys: pa.Table, s: BalanceSettings) -> Plan:
     return Plan(copies, quotas, available, shortfall)
 
 
-def validation_rows(ids: list[str], langs: list[str], fraction: float, minimum: int, maximum: int, min_rows: int, seed: int) -> np.ndarray:
+def validation_rows(ids: list[str], langs: list[str], *, fraction: float, min_rows: int, max_rows: int,
+                    min_language_rows: int, seed: int) -> np.ndarray:
     """Which of the selected rows form each language's validation split: a deterministic fraction
-    (by a seeded hash of the id, salted apart from balancing), at least `minimum` and at most
-    `maximum` rows, for languages with at least `min_rows` records."""
+    (by a seeded hash of the id, salted apart from balancing), at least `min_rows` and at most
+    `max_rows` rows, for languages with at least `min_language_rows` records."""
     by_lang: dict[str, list[int]] = {}
     for i, lang in enumerate(langs):
         by_lang.setdefault(lang, []).append(i)
     out = np.zeros(len(ids), dtype=bool)
     for rows in by_lang.values():
-        if len(rows) < min_rows:
+        if len(rows) < min_language_rows:
             continue
-        k = min(maximum, max(minimum, round(fraction * len(rows))))
+        k = min(max_rows, max(min_rows, round(fraction * len(rows))))
         chosen = sorted(rows, key=lambda i: (stable_int(seed, "validation", ids[i]), ids[i]))[:k]
         out[chosen] = True
     return out

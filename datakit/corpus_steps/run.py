@@ -1,6 +1,6 @@
-"""The stages that need the whole corpus at once: exact dedup, near dedup, balance.
+"""The steps that need the whole corpus at once: exact dedup, near dedup, balance, and their driver.
 
-They run on the driver over compact keys read from the prepared work files (id, group, language,
+They run on the driver over compact keys read from the work files (id, group, language,
 task, dedup key, size: a few dozen bytes a record; near dedup reads its signature one LSH band at a
 time), never over the text. Each stage narrows a mask of surviving rows; its rejections are then
 written per work file by one task per file that has any, with what each rejected row matched.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,33 +19,17 @@ import pyarrow.parquet as pq
 from datakit.corpus_steps import near_dedup as nd
 from datakit.corpus_steps.balance import BalanceSettings, plan_selection
 from datakit.corpus_steps.exact_dedup import duplicates_among
+from datakit.engine import Engine
 from datakit.hashing import canonical_json
+from datakit.partition import PartitionResult
 from datakit.recipe import Recipe
 from datakit.schema import rejected_schema
 from datakit.stats import StageStats
 from datakit.store import StageDir, atomic_path
-from datakit.write.shards import take_rows
-
-KEY_COLUMNS = ["id", "group", "lang", "task", "_dkey", "_nbytes"]
+from datakit.workfile import read_keys, take_rows
 
 
-def load_keys(files: list[str]) -> pa.Table:
-    """Compact keys of every prepared record, with the work file (`part`) and row it is in."""
-    tables = []
-    for part, path in enumerate(files):
-        t = pq.read_table(path, columns=KEY_COLUMNS)
-        n = t.num_rows
-        t = t.append_column("part", pa.array(np.full(n, part, dtype=np.int64)))
-        t = t.append_column("row", pa.array(np.arange(n, dtype=np.int64)))
-        tables.append(t)
-    if not tables:  # nothing survived the per-record stages: the same columns, no rows
-        tables = [pa.table({c: pa.array([], pa.string()) for c in ["id", "group", "lang", "task"]}
-                           | {"_dkey": pa.array([], pa.binary(16)), "_nbytes": pa.array([], pa.int64()),
-                              "part": pa.array([], pa.int64()), "row": pa.array([], pa.int64())})]
-    return pa.concat_tables(tables).rename_columns(["id", "group", "lang", "task", "key", "nbytes", "part", "row"])
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RejectJob:
     """Write the rows of one work file that a global stage rejected, with reason and what they matched."""
 
@@ -60,11 +43,18 @@ class RejectJob:
     task: str
 
 
-def write_rejected(job: RejectJob) -> dict[str, Any]:
+@dataclass(kw_only=True)
+class RejectedFile:
+    file: str
+    rows: int
+    reused: bool = False
+
+
+def write_rejected(job: RejectJob) -> RejectedFile:
     stage_dir = StageDir(Path(job.out), job.stage, job.fingerprint)
     done = stage_dir.result(job.task)
     if done is not None:
-        return {**done, "reused": True}
+        return RejectedFile(**done, reused=True)
     table = take_rows(job.source_file, job.rows)
     rows = table.select([c for c in rejected_schema().names if c in table.column_names]).to_pylist()
     for row, extra in zip(rows, job.meta, strict=True):
@@ -75,7 +65,8 @@ def write_rejected(job: RejectJob) -> dict[str, Any]:
     path = stage_dir.file("rejected", job.stage, f"{job.task}.parquet")
     with atomic_path(path) as tmp:
         pq.write_table(pa.Table.from_pylist(rows, schema=rejected_schema()), tmp, compression="zstd")
-    return stage_dir.complete(job.task, {"file": str(path), "rows": len(rows)})
+    stage_dir.complete(job.task, {"file": str(path), "rows": len(rows)})
+    return RejectedFile(file=str(path), rows=len(rows))
 
 
 @dataclass
@@ -141,19 +132,36 @@ def reject_jobs(removal: Removal, keys: pa.Table, files: list[str], tasks: list[
     jobs = []
     for p, items in sorted(by_part.items()):
         items.sort(key=lambda x: x[0])
-        jobs.append(RejectJob(removal.stage, removal.reason, files[p], tuple(r for r, _ in items), tuple(m for _, m in items),
-                              str(out), fingerprint, tasks[p]))
+        jobs.append(RejectJob(stage=removal.stage, reason=removal.reason, source_file=files[p], rows=tuple(r for r, _ in items),
+                              meta=tuple(m for _, m in items), out=str(out), fingerprint=fingerprint, task=tasks[p]))
     return jobs
 
 
-def run_global(recipe: Recipe, prepared: list[dict], fp: dict[str, str], out: Path, engine) -> dict[str, Any]:
+@dataclass(kw_only=True)
+class CorpusResult:
+    """What the whole-corpus steps leave for the shards, the stats and the card."""
+
+    stages: list[StageStats]  # exact_dedup, near_dedup (when enabled), balance: the totals
+    per_source: dict[str, list[StageStats]]  # the same, per source
+    selected: pa.Table  # the rows balance selected (compact keys, `copies` per row)
+    files: list[str]  # the work files `part` indexes
+    file_sources: list[str]  # the source of each work file
+    rejected_files: dict[str, list[str]]  # stage -> its rejected files
+    quotas: dict[str, dict[str, int]]  # balance: group -> "lang|task" -> records
+    available: dict[str, dict[str, int]]  # what each cell held before balancing
+    shortfall: dict[str, int]  # what the data could not fill
+
+
+def run_corpus_steps(recipe: Recipe, prepared: list[PartitionResult], fp: dict[str, str], out: Path, engine: Engine) -> CorpusResult:
+    """Exact dedup, near dedup and balance over every kept record, in that order; the rejected rows
+    of each dedup step are written by one engine task per work file that has any."""
     # One work file per (task, language): `part` indexes this list.
-    parts = [(p, lang, path) for p in prepared for lang, path in p["records"].items()]
+    parts = [(p, lang, path) for p in prepared for lang, path in p.records.items()]
     files = [path for _, _, path in parts]
-    tasks = [f"{p['task']}--{lang}" for p, lang, _ in parts]
-    keys = load_keys(files)
+    tasks = [f"{p.task}--{lang}" for p, lang, _ in parts]
+    keys = read_keys(files)
     n = keys.num_rows
-    source_of_part = np.array([p["source"] for p, _, _ in parts] or [""], dtype=object)
+    source_of_part = np.array([p.source for p, _, _ in parts] or [""], dtype=object)
     source = source_of_part[keys.column("part").to_numpy()] if n else np.array([], dtype=object)
     alive = np.ones(n, dtype=bool)
     stages: list[StageStats] = []
@@ -191,14 +199,12 @@ def run_global(recipe: Recipe, prepared: list[dict], fp: dict[str, str], out: Pa
         removed[removal.rows] = True
         account(stage_name, alive.copy(), removed, removal.reason)
         jobs = reject_jobs(removal, keys, files, tasks, out, fp[stage_name])
-        rejected_files[stage_name] = [r["file"] for r in engine.map(write_rejected, jobs, stage_name.replace("_", " "))]
+        rejected_files[stage_name] = [r.file for r in engine.map(write_rejected, jobs, stage_name.replace("_", " "))]
         alive &= ~removed
 
     index = np.flatnonzero(alive)
     survivors = keys.take(pa.array(index))
-    b = recipe.balance
-    plan = plan_selection(survivors.select(["id", "group", "lang", "task"]), BalanceSettings(
-        b.target_size, b.mix, b.temperature, b.min_per_language, b.max_per_language, b.task_weights, b.max_repeat, recipe.seed))
+    plan = plan_selection(survivors.select(["id", "group", "lang", "task"]), BalanceSettings.from_recipe(recipe.balance, recipe.seed))
     left_out = np.zeros(n, dtype=bool)
     left_out[index[~plan.selected]] = True
     account("balance", alive.copy(), left_out, None, unselected=True)
@@ -209,6 +215,6 @@ def run_global(recipe: Recipe, prepared: list[dict], fp: dict[str, str], out: Pa
         extra = int(repeats[source[index] == src].sum()) if len(index) else 0
         per[-1].repeated, per[-1].kept = extra, per[-1].kept + extra
     selected = survivors.append_column("copies", pa.array(plan.copies)).filter(pa.array(plan.selected))
-    return {"stages": stages, "selected": selected, "files": files, "file_sources": list(source_of_part[: len(files)]),
-            "rejected_files": rejected_files, "plan": plan,
-            "shortfall": plan.shortfall, "quotas": plan.quotas, "available": plan.available, "per_source": per_source}
+    return CorpusResult(stages=stages, per_source=per_source, selected=selected, files=files,
+                        file_sources=list(source_of_part[: len(files)]), rejected_files=rejected_files,
+                        quotas=plan.quotas, available=plan.available, shortfall=plan.shortfall)

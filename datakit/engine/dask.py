@@ -8,7 +8,6 @@ next never depends on which worker finished first.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,14 +20,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from datakit.engine import count_reused, default_workers
+
 log = logging.getLogger(__name__)
-
-
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 class DaskEngine:
@@ -63,11 +57,6 @@ class DaskEngine:
         if self.cluster is not None:
             self.cluster.close()
 
-    def prepare(self, jobs: Sequence[Any]) -> list[Any]:
-        from datakit.partition import prepare
-
-        return self.map(prepare, jobs, "prepare")
-
     def map(self, fn: Callable[[Any], Any], jobs: Sequence[Any], label: str) -> list[Any]:
         if not jobs:
             return []
@@ -87,7 +76,7 @@ class DaskEngine:
                 for f in futures:
                     f.cancel()
                 raise
-        reused = sum(1 for r in results if isinstance(r, dict) and r.get("reused"))
+        reused = count_reused(results)
         log.info("%s: %d task%s%s", label, len(jobs), "" if len(jobs) == 1 else "s",
                  f", {reused} reused from an earlier run" if reused else "")
         return results

@@ -1,16 +1,9 @@
-"""datatrove: datakit's stages as datatrove PipelineSteps, and a datatrove executor on Dask.
+"""datatrove's executors as a datakit engine, and a datatrove executor on Dask.
 
-`--engine datatrove` runs the prepare phase as a datatrove pipeline, one rank per partition:
-
-    [ReadAndConstruct, RecordStep(normalise), RecordStep(length), ..., WriteRecords]
-
-Each step is a datatrove PipelineStep over Documents (the record rides in `metadata["record"]`,
-its text in `text`), so datatrove's own filters and writers can be put between them; records
-rejected by a step are written with the stage and reason, as in every datakit run. The steps
-share one `PartitionRun` per rank (datatrove pickles a pipeline as a whole, so they hold the same
-object), which writes exactly the files the Dask task writes: output bytes do not depend on the
-engine. Phases that are not record streams (writing rejected duplicates, writing shards) run as
-ranks of a one-step pipeline (`RunJobs`).
+`DatatroveEngine.run_pipeline` runs a datatrove pipeline with one rank per job (the build hands
+it the partition steps of `datakit.datatrove_steps.partition`); `map` runs phases that are not
+record streams (writing rejected duplicates, writing shards) as ranks of a one-step pipeline
+(`RunJobs`). Like every engine it knows ranks and results, nothing about records.
 
 `DaskPipelineExecutor` runs the ranks of any datatrove pipeline as Dask tasks, on a LocalCluster
 or an existing cluster, with datatrove's completion markers (finished ranks are skipped).
@@ -18,21 +11,20 @@ or an existing cluster, with datatrove's completion markers (finished ranks are 
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from datatrove.data import Document, DocumentsPipeline
+from datatrove.data import DocumentsPipeline
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.executor.base import DistributedEnvVars, PipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.stats import PipelineStats
 
-from datakit.partition import BATCH_ROWS, PartitionRun, PrepareJob
+from datakit.engine import count_reused, default_workers
 
 log = logging.getLogger(__name__)
 
@@ -43,103 +35,6 @@ def quiet_datatrove() -> None:
 
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
-
-
-class Shared:
-    """What the steps of one rank share: the jobs (by rank) and the running partition."""
-
-    def __init__(self, jobs: Sequence[PrepareJob]):
-        self.jobs = list(jobs)
-        self.run: PartitionRun | None = None
-        self.skip = False
-
-
-def _document(record: dict) -> Document:
-    text = "\n".join(m["content"] for m in record["messages"])
-    return Document(text=text, id=f"{record['source']}:{json.dumps(record['meta'].get('line', record['meta'].get('index', '')))}",
-                    metadata={"record": record})
-
-
-class ReadAndConstruct(PipelineStep):
-    """Reads this rank's partition and yields its constructed records as Documents."""
-
-    name = "datakit read + construct"
-    type = "📖 - READER"
-
-    def __init__(self, shared: Shared):
-        super().__init__()
-        self.shared = shared
-
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        run = PartitionRun(self.shared.jobs[rank])
-        self.shared.run, self.shared.skip = run, run.done() is not None
-        if self.shared.skip:  # finished by an earlier run: nothing to redo
-            return
-        run.start()
-        for records in run.constructed():
-            for record in records:
-                self.stat_update("constructed")
-                yield _document(record)
-
-
-def _batches(data: DocumentsPipeline, size: int) -> Iterator[list[Document]]:
-    batch = []
-    for doc in data:
-        batch.append(doc)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-class RecordStep(PipelineStep):
-    """One datakit per-record stage (normalise, length, decontaminate, lid, quality), in batches."""
-
-    type = "🔻 - FILTER"
-
-    def __init__(self, shared: Shared, stage_name: str):
-        super().__init__()
-        self.shared, self.stage_name = shared, stage_name
-        self.name = f"datakit {stage_name}"
-
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        if data is None:
-            return
-        for batch in _batches(data, BATCH_ROWS):
-            run = self.shared.run
-            stage = next(s for s in run.stages if s.name == self.stage_name)
-            kept = run.apply(stage, [d.metadata["record"] for d in batch])
-            self.stat_update("kept", value=len(kept))
-            self.stat_update("rejected", value=len(batch) - len(kept))
-            for record in kept:
-                yield _document(record)
-
-
-class WriteRecords(PipelineStep):
-    """Writes the surviving records to the partition's work file and marks the partition done."""
-
-    name = "datakit work file"
-    type = "💽 - WRITER"
-
-    def __init__(self, shared: Shared, results: str):
-        super().__init__()
-        self.shared, self.results = shared, results
-
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        # The steps are lazy generators: the partition is set up only once the first document is pulled.
-        try:
-            for batch in _batches(data or [], BATCH_ROWS):
-                self.shared.run.keep([d.metadata["record"] for d in batch])
-            run = self.shared.run
-            result = run.done() if self.shared.skip else run.finish()
-        except BaseException as e:
-            if self.shared.run is not None:
-                self.shared.run.abort(e)
-            raise
-        _save_result(self.results, rank, result)
-        return
-        yield
 
 
 class RunJobs(PipelineStep):
@@ -153,12 +48,13 @@ class RunJobs(PipelineStep):
         self.fn, self.jobs, self.results = fn, list(jobs), results
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        _save_result(self.results, rank, self.fn(self.jobs[rank]))
+        save_result(self.results, rank, self.fn(self.jobs[rank]))
         return
         yield
 
 
-def _save_result(folder: str, rank: int, result: Any) -> None:
+def save_result(folder: str, rank: int, result: Any) -> None:
+    """How a rank hands its result back to the engine (read back in rank order by `_load_results`)."""
     path = Path(folder) / f"{rank:05d}.pickle"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -168,15 +64,6 @@ def _save_result(folder: str, rank: int, result: Any) -> None:
 
 def _load_results(folder: str, n: int) -> list[Any]:
     return [pickle.loads((Path(folder) / f"{r:05d}.pickle").read_bytes()) for r in range(n)]
-
-
-def prepare_pipeline(jobs: Sequence[PrepareJob], results: str) -> list[PipelineStep]:
-    """The prepare phase as a datatrove pipeline over `jobs` (rank r prepares jobs[r])."""
-    shared = Shared(jobs)
-    from datakit.partition import stage_names
-
-    names = [n for n in stage_names(jobs[0].recipe) if n not in ("read", "construct")]
-    return [ReadAndConstruct(shared), *(RecordStep(shared, n) for n in names), WriteRecords(shared, results)]
 
 
 class DaskPipelineExecutor(PipelineExecutor):
@@ -216,11 +103,9 @@ class DaskPipelineExecutor(PipelineExecutor):
 
 
 class DatatroveEngine:
-    """The build's engine interface (`map`) on datatrove executors; `prepare` gets the real pipeline."""
+    """The engine interface (`map`) on datatrove executors, plus `run_pipeline` for a real pipeline."""
 
     def __init__(self, workers: int | None, work_dir: Path, client=None):
-        from datakit.engine.dask import default_workers
-
         self.workers = workers or default_workers()
         self.work_dir = work_dir
         self.client = client
@@ -245,9 +130,10 @@ class DatatroveEngine:
         executor.run()
         return complete
 
-    def prepare(self, jobs: Sequence[PrepareJob]) -> list[dict[str, Any]]:
-        """The prepare phase as datakit's steps in a datatrove pipeline."""
-        return self._run("prepare", jobs, lambda results: prepare_pipeline(jobs, results))
+    def run_pipeline(self, label: str, jobs: Sequence[Any], pipeline: Callable[[str], list[PipelineStep]]) -> list[Any]:
+        """Run `pipeline(results_folder)` with one rank per job; each rank saves its result with
+        `save_result(results_folder, rank, result)`. Returns the results in job order."""
+        return self._run(label, jobs, pipeline)
 
     def map(self, fn: Callable[[Any], Any], jobs: Sequence[Any], label: str) -> list[Any]:
         return self._run(label, jobs, lambda results: [RunJobs(fn, jobs, results)])
@@ -260,7 +146,7 @@ class DatatroveEngine:
         results = str(folder / "results")
         skipped = self._execute(pipeline(results), len(jobs), folder)
         out = _load_results(results, len(jobs))
-        reused = max(skipped, sum(1 for r in out if isinstance(r, dict) and r.get("reused")))
+        reused = max(skipped, count_reused(out))
         log.info("%s: %d task%s via datatrove%s", label, len(jobs), "" if len(jobs) == 1 else "s",
                  f", {reused} reused from an earlier run" if reused else "")
         return out

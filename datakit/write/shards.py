@@ -8,6 +8,7 @@ and the output settings, not on how many workers produced them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,15 +18,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from datakit.construct.rerender import rerender
-from datakit.construct.templates import NativeTemplates, Template
 from datakit.hashing import file_sha256
 from datakit.recipe import Output
 from datakit.schema import record_schema
 from datakit.store import StageDir, atomic_path
+from datakit.workfile import take_rows
+
+Repeat = Callable[[dict[str, Any], int], dict[str, Any]]  # (row, copy >= 1) -> the copy-th repeat of the row
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ShardJob:
     path: str  # relative to the output folder
     lang: str
@@ -35,8 +37,16 @@ class ShardJob:
     output: Output
     out: str
     fingerprint: str
-    seed: int
-    templates: tuple[Template, ...] = ()  # the language's native templates, for repeats framed in it
+    repeat: Repeat | None = None  # how a repeated row is made (the build passes construct.rerender)
+
+
+@dataclass(kw_only=True)
+class ShardResult:
+    path: str
+    rows: int
+    bytes: int
+    sha256: str
+    reused: bool = False
 
 
 def expand_copies(selected: pa.Table) -> pa.Table:
@@ -47,12 +57,13 @@ def expand_copies(selected: pa.Table) -> pa.Table:
     return selected.take(pa.array(index)).append_column("copy", pa.array(copy.astype(np.int64)))
 
 
-def plan_shards(keys: pa.Table, files: list[str], output: Output, out: str, fingerprint: str, seed: int,
-                native: NativeTemplates | None = None) -> list[ShardJob]:
+def plan_shards(keys: pa.Table, files: list[str], output: Output, out: str, fingerprint: str,
+                repeat_for: Callable[[str], Repeat] | None = None) -> list[ShardJob]:
     """Cut each language's rows of each split (sorted by id, then copy) into shards of at most
     shard_max_rows / shard_max_bytes.
 
-    `keys` has columns part (index into `files`), row, id, lang, nbytes, copy, split.
+    `keys` has columns part (index into `files`), row, id, lang, nbytes, copy, split;
+    `repeat_for(lang)` gives the language's way of making repeats.
     """
     jobs: list[ShardJob] = []
     if keys.num_rows == 0:
@@ -83,38 +94,29 @@ def plan_shards(keys: pa.Table, files: list[str], output: Output, out: str, fing
             for p, r, c in zip(parts[lo:hi], rows[lo:hi], copy[lo:hi], strict=True):
                 by_file.setdefault(int(p), []).append((int(r), int(c)))
             sources = tuple((files[p], tuple(r for r, _ in sorted(rc)), tuple(c for _, c in sorted(rc))) for p, rc in sorted(by_file.items()))
-            jobs.append(ShardJob(f"data/{lang}/{split}-{k:05d}-of-{n:05d}.parquet", lang, split, sources, hi - lo, output, out, fingerprint, seed,
-                                 (native or {}).get(lang, ())))
+            jobs.append(ShardJob(path=f"data/{lang}/{split}-{k:05d}-of-{n:05d}.parquet", lang=lang, split=split, sources=sources,
+                                 rows=hi - lo, output=output, out=out, fingerprint=fingerprint,
+                                 repeat=repeat_for(lang) if repeat_for else None))
     return jobs
 
 
-def take_rows(path: str, rows: tuple[int, ...] | list[int], columns: list[str] | None = None) -> pa.Table:
-    """The given rows of a Parquet file, reading only the row groups that hold them."""
-    pf = pq.ParquetFile(path)
-    starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
-    wanted = np.asarray(rows, dtype=np.int64)
-    groups = sorted(set(np.searchsorted(starts, wanted, side="right") - 1))
-    table = pf.read_row_groups(groups, columns=columns)
-    offset = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
-    local = np.searchsorted(offset, wanted)
-    return table.take(pa.array(local))
-
-
-def write_shard(job: ShardJob) -> dict[str, Any]:
+def write_shard(job: ShardJob) -> ShardResult:
     stage_dir = StageDir(Path(job.out), "write", job.fingerprint)
     final = Path(job.out) / job.path
     task = job.path.replace("/", "--")
     done = stage_dir.result(task)
     if done is not None and final.is_file() and final.stat().st_size == done["bytes"]:
-        return {**done, "reused": True}
+        return ShardResult(**done, reused=True)
     columns = list(record_schema().names)
     tables = []
     for f, rows, copies in job.sources:
         unique = tuple(sorted(set(rows)))
         table = take_rows(f, unique, columns)
         if any(copies):
+            if job.repeat is None:
+                raise ValueError(f"{job.path}: rows are repeated but the job has no way to make repeats")
             by_row = dict(zip(unique, table.to_pylist(), strict=True))
-            table = pa.Table.from_pylist([by_row[r] if c == 0 else rerender(by_row[r], c, job.seed, job.templates) for r, c in zip(rows, copies, strict=True)],
+            table = pa.Table.from_pylist([by_row[r] if c == 0 else job.repeat(by_row[r], c) for r, c in zip(rows, copies, strict=True)],
                                          schema=record_schema())
         tables.append(table)
     table = pa.concat_tables(tables).cast(record_schema())
@@ -122,5 +124,6 @@ def write_shard(job: ShardJob) -> dict[str, Any]:
     compression = None if job.output.compression == "none" else job.output.compression
     with atomic_path(final) as tmp:
         pq.write_table(table, tmp, compression=compression, row_group_size=job.output.row_group_rows, write_statistics=True)
-    digest = file_sha256(final)
-    return stage_dir.complete(task, {"path": job.path, "rows": table.num_rows, "bytes": final.stat().st_size, "sha256": digest})
+    result = ShardResult(path=job.path, rows=table.num_rows, bytes=final.stat().st_size, sha256=file_sha256(final))
+    stage_dir.complete(task, {"path": result.path, "rows": result.rows, "bytes": result.bytes, "sha256": result.sha256})
+    return result
