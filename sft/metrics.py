@@ -1,4 +1,4 @@
-"""FLOPs from the model config and real sequence lengths, MFU, and where logged numbers go.
+"""FLOPs from the model config and real sequence lengths, MFU, the logged window of steps, and where it goes.
 
 Training FLOPs of a step (forward + backward, no recomputation counted):
 - matrix multiplies: 2 FLOPs per weight per token forward, 4 backward. Full fine-tuning: 6 * N per token.
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,3 +117,50 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+class MetricsWindow:
+    """What the loop sums between two logged steps, and the record it turns into.
+
+    Every rank sums its own micro-batches; `record` all-reduces once, so the logged loss is the mean over every
+    target token of the window (not a mean of per-step means) and throughput counts the tokens of all ranks.
+    """
+
+    def __init__(self, flops: FlopCounter, peak: float | None, device: torch.device, world: int,
+                 all_reduce: Callable[[torch.Tensor], torch.Tensor]):
+        self.flops, self.peak, self.device, self.world, self.all_reduce = flops, peak, device, world, all_reduce
+        self.reset()
+
+    def reset(self) -> None:
+        """A new window: sums at zero, clock started."""
+        self.loss = torch.zeros((), dtype=torch.float64, device=self.device)  # summed token losses, on the device
+        self.targets, self.tokens, self.slots, self.step_flops = 0, 0, 0, 0.0
+        self.restart_clock()
+
+    def restart_clock(self) -> None:
+        """Leave the time of evaluation and checkpoints out of the throughput."""
+        self.start = time.perf_counter()
+
+    def add(self, micro: list[dict[str, Any]]) -> None:
+        """Counts of one finished optimizer step's micro-batches (their losses are added to `loss` as they come)."""
+        self.targets += sum(b["targets"] for b in micro)
+        self.tokens += sum(b["tokens"] for b in micro)
+        self.slots += sum(b["slots"] for b in micro)
+        self.step_flops += sum(self.flops.step_flops(b["example_lengths"], b["targets"]) for b in micro)
+
+    def record(self, step: int, lr: float, grad_norm: torch.Tensor, epoch: float) -> dict[str, Any]:
+        """Collective. The logged record of the window (over all ranks); starts the next window."""
+        sums = torch.stack([self.loss, *(torch.tensor(float(x), dtype=torch.float64, device=self.device)
+                                         for x in (self.targets, self.tokens, self.slots, self.step_flops))])
+        loss, targets, tokens, slots, step_flops = self.all_reduce(sums).tolist()
+        elapsed = time.perf_counter() - self.start
+        record = {"step": step, "loss": loss / max(targets, 1), "lr": lr,
+                  "tokens_per_s": tokens / elapsed, "target_tokens": int(targets),
+                  "padding_efficiency": tokens / max(slots, 1), "grad_norm": float(grad_norm),
+                  "tflops_per_device": step_flops / elapsed / self.world / 1e12,
+                  "mfu": step_flops / elapsed / self.world / self.peak if self.peak else None,
+                  "epoch": epoch}
+        if self.device.type == "cuda":
+            record["peak_mem_gb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2)
+        self.reset()
+        return record

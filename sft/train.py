@@ -12,16 +12,18 @@ gradient.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from sft.attention import VARLEN, attention_inputs
 from sft.checkpoint import export, latest_checkpoint, load_checkpoint, merge_adapter, save_checkpoint
@@ -29,6 +31,7 @@ from sft.config import Config, ConfigError, parse_args
 from sft.data import (
     Batches,
     DataError,
+    DatasetFiles,
     TokenizedSet,
     collate,
     default_cache_dir,
@@ -37,7 +40,7 @@ from sft.data import (
     resolve_dataset,
 )
 from sft.eval import chrf_by_language, eval_loss, generate, translation_pairs
-from sft.metrics import FlopCounter, MetricsLog, peak_flops
+from sft.metrics import FlopCounter, MetricsLog, MetricsWindow, peak_flops
 from sft.model import (
     CausalLMLoss,
     ModelError,
@@ -51,7 +54,10 @@ from sft.model import (
     unwrap,
     wrap,
 )
-from sft.templates import TemplateError, resolve_format
+from sft.templates import ChatFormat, TemplateError, resolve_format
+
+Forward = Callable[[dict[str, Any]], torch.Tensor]  # a collated micro-batch -> its summed token loss
+MicroBatch = Callable[[TokenizedSet, list[np.ndarray]], dict[str, Any]]  # examples, rows -> a collated micro-batch
 
 
 @dataclass
@@ -95,6 +101,7 @@ class Runtime:
 
 
 def oom_hint(cfg: Config) -> str:
+    """What to change when a step runs out of GPU memory, cheapest change first."""
     return (f"out of GPU memory with batch_size={cfg.batch_size} rows of seq_len={cfg.seq_len} tokens "
             f"(method={cfg.method}, grad_checkpointing={cfg.grad_checkpointing}, distributed={cfg.distributed}). "
             f"Try, in this order: --grad_checkpointing true; --batch_size {max(cfg.batch_size // 2, 1)} "
@@ -102,7 +109,44 @@ def oom_hint(cfg: Config) -> str:
             "--method lora; or several GPUs with --distributed fsdp.")
 
 
-def prepare_data(cfg: Config, tokenizer: Any, fmt: Any, rt: Runtime) -> tuple[TokenizedSet, TokenizedSet | None, Any]:
+def use_bf16(cfg: Config, device: torch.device) -> bool:
+    """bf16 autocast where asked, or (auto) where the GPU supports it: half the activation memory, tensor cores."""
+    return cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"
+                                       and torch.cuda.is_bf16_supported())
+
+
+def setup_output_dir(cfg: Config, rt: Runtime) -> Path:
+    """Refuse a folder that holds checkpoints unless resuming: a new run would mix its checkpoints and metrics with
+    the old ones. Every rank checks, so every rank stops."""
+    out = Path(cfg.output_dir)
+    if latest_checkpoint(out) and not cfg.resume:
+        raise SystemExit(f"{out} already holds checkpoints: pass --resume to continue, or another output_dir")
+    if rt.main:
+        out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def setup_tokenizer(cfg: Config, rt: Runtime) -> tuple[Any, ChatFormat]:
+    """The tokenizer and the chat format: both decide the tokens of the data and the stop token of generation."""
+    tokenizer = load_tokenizer(cfg)
+    fmt = resolve_format(cfg.template, tokenizer, cfg.system_prompt)
+    rt.log(f"chat format {fmt.name!r}, end of turn {fmt.end_of_turn!r}")
+    return tokenizer, fmt
+
+
+@dataclass
+class Data:
+    """What the run trains and evaluates on, fixed before the first step."""
+
+    train: TokenizedSet
+    eval: TokenizedSet | None  # None: no validation split and no held-out slice
+    files: DatasetFiles
+    batches: Batches  # the rows of every step, a pure function of (seed, step): resuming needs no iterator state
+    total_steps: int
+
+
+def prepare_data(cfg: Config, tokenizer: Any, fmt: ChatFormat, rt: Runtime
+                 ) -> tuple[TokenizedSet, TokenizedSet | None, DatasetFiles]:
     """Tokenized train and eval examples, cut to seq_len. Eval = the validation split, else a held-out slice."""
     files = resolve_dataset(cfg.data, cfg.configs, cfg.mirror)
     if "train" not in files.splits:
@@ -137,35 +181,26 @@ def prepare_data(cfg: Config, tokenizer: Any, fmt: Any, rt: Runtime) -> tuple[To
 
 
 def rows_of(tset: TokenizedSet, cfg: Config, seed: int) -> list[np.ndarray]:
+    """Rows of example indices: packed up to seq_len, or one example per row."""
     return pack(tset.lengths, cfg.seq_len, seed) if cfg.packing else [np.array([i]) for i in range(len(tset))]
 
 
-def train(cfg: Config) -> list[dict[str, Any]]:
-    """Run training as configured; returns what was logged (also in output_dir/metrics.jsonl)."""
-    # ------------------------------------------------------------------ where we run
-    rt = Runtime.start()
-    out = Path(cfg.output_dir)
-    if latest_checkpoint(out) and not cfg.resume:
-        raise SystemExit(f"{out} already holds checkpoints: pass --resume to continue, or another output_dir")
-    if rt.main:
-        out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and rt.device.type == "cuda"
-                                       and torch.cuda.is_bf16_supported())
-    # Full fine-tuning keeps fp32 master weights (autocast computes in bf16); LoRA's frozen base is stored in bf16.
-    param_dtype = torch.bfloat16 if bf16 and cfg.method == "lora" else torch.float32
-
-    # ------------------------------------------------------------------ data
-    tokenizer = load_tokenizer(cfg)
-    fmt = resolve_format(cfg.template, tokenizer, cfg.system_prompt)
-    rt.log(f"chat format {fmt.name!r}, end of turn {fmt.end_of_turn!r}")
+def setup_data(cfg: Config, tokenizer: Any, fmt: ChatFormat, rt: Runtime) -> Data:
+    """Examples, rows, the step schedule over ranks, and the number of steps (max_steps, else epochs)."""
     train_set, eval_set, files = prepare_data(cfg, tokenizer, fmt, rt)
     batches = Batches(rows_of(train_set, cfg, cfg.seed), cfg.batch_size, cfg.grad_accum, rt.world, rt.rank, cfg.seed)
     total_steps = cfg.max_steps or math.ceil(cfg.epochs * batches.steps_per_epoch)
     rt.log(f"{len(batches.rows):,} rows of <= {cfg.seq_len} tokens; {batches.steps_per_epoch} steps per epoch "
            f"of {batches.per_step} rows; training {total_steps} steps")
+    return Data(train_set, eval_set, files, batches, total_steps)
 
-    # ------------------------------------------------------------------ model, optimizer
+
+def setup_model(cfg: Config, tokenizer: Any, fmt: ChatFormat, bf16: bool, rt: Runtime
+                ) -> tuple[nn.Module, str, FlopCounter]:
+    """The loss module, wrapped for DDP/FSDP; the attention implementation, which decides how batches are
+    collated; and the FLOP counter, which needs the unwrapped model's config and trainable size."""
+    # Full fine-tuning keeps fp32 master weights (autocast computes in bf16); LoRA's frozen base is stored in bf16.
+    param_dtype = torch.bfloat16 if bf16 and cfg.method == "lora" else torch.float32
     attention = pick_attention(cfg.attn_implementation, rt.device)
     model = load_model(cfg, tokenizer, attention, param_dtype)
     eot = tokenizer.convert_tokens_to_ids(fmt.end_of_turn)
@@ -176,83 +211,138 @@ def train(cfg: Config) -> list[dict[str, Any]]:
     flops = FlopCounter.from_config(model.config, lora=cfg.method == "lora", adapter_params=adapter_params)
     rt.log(f"{cfg.method}: {sum(p.numel() for p in trainable_parameters(model)):,} trainable parameters, "
            f"attention {attention}, {'bf16' if bf16 else 'fp32'}")
-    module = wrap(CausalLMLoss(model), cfg, rt.device, rt.world, bf16)
-    optimizer = make_optimizer(module, cfg, rt.device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
-    peak = peak_flops(rt.device, cfg.peak_tflops)
-    autocast = torch.autocast(rt.device.type, dtype=torch.bfloat16, enabled=bf16)
+    return wrap(CausalLMLoss(model), cfg, rt.device, rt.world, bf16), attention, flops
+
+
+def setup_optimizer(module: nn.Module, cfg: Config, total_steps: int, device: torch.device
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over the wrapped module's parameters (FSDP shards them), and the schedule, which needs total_steps."""
+    optimizer = make_optimizer(module, cfg, device)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
+
+
+def make_forward(module: nn.Module, attention: str, bf16: bool, device: torch.device) -> Forward:
+    """Summed token loss of one collated micro-batch: the one forward shared by training and evaluation."""
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     compute_dtype = torch.bfloat16 if bf16 else torch.float32
 
     def forward(batch: dict[str, Any]) -> torch.Tensor:
-        """Summed token loss of one collated micro-batch."""
-        on_device = {k: v.to(rt.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        on_device = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         with autocast:
             return module(input_ids=on_device["input_ids"], labels=on_device["labels"],
                           **attention_inputs(on_device, attention, compute_dtype))
 
-    def micro_batch(rows: list[np.ndarray], tset: TokenizedSet) -> dict[str, Any]:
-        return collate(tset, rows, tokenizer.pad_token_id, flatten=attention in VARLEN)
+    return forward
 
-    eval_batches = []
-    if eval_set is not None and len(eval_set):
-        rows = rows_of(eval_set, cfg, cfg.seed)
-        chunks = [rows[i:i + cfg.batch_size] for i in range(0, len(rows), cfg.batch_size)]
-        per_rank = -(-len(chunks) // rt.world)
-        if cfg.eval_batches:
-            per_rank = min(per_rank, cfg.eval_batches)
-        mine = chunks[rt.rank::rt.world][:per_rank]
-        eval_batches = [micro_batch(c, eval_set) for c in mine]
-        while len(eval_batches) < per_rank:  # equal forward count on every rank; the filler is not counted
-            eval_batches.append({**micro_batch(chunks[0], eval_set), "weight": 0})
-    chrf_pairs = []
-    if cfg.chrf_samples and cfg.distributed == "fsdp" and rt.world > 1:
-        rt.log("chrf_samples: generation is not run under FSDP (every rank would have to generate); eval loss only")
-    elif cfg.chrf_samples:
-        if "validation" in files.splits:
-            chrf_pairs = translation_pairs(files.splits["validation"], cfg.chrf_samples, cfg.seed)
-        elif eval_set is not None:
-            chrf_pairs = translation_pairs(files.splits["train"], cfg.chrf_samples, cfg.seed, rows=eval_set.rows)
 
-    def evaluate(step: int) -> dict[str, Any]:
+@dataclass
+class Evaluator:
+    """Eval loss and chrF at a step. Its inputs are fixed once, before training, so every evaluation of the run
+    scores the same batches and prompts and the numbers compare across steps."""
+
+    module: nn.Module
+    forward: Forward
+    batches: list[dict[str, Any]]  # this rank's share; the same count on every rank
+    chrf_pairs: list[dict[str, Any]]  # all ranks' prompts; rank r generates pairs[r::world]
+    tokenizer: Any
+    fmt: ChatFormat
+    max_new_tokens: int
+    rt: Runtime
+
+    def __bool__(self) -> bool:
+        return bool(self.batches or self.chrf_pairs)
+
+    def __call__(self, step: int) -> dict[str, Any]:
+        """Collective."""
+        rt = self.rt
         record: dict[str, Any] = {"step": step}
-        if eval_batches:
-            record["eval_loss"], record["eval_tokens"] = eval_loss(module, eval_batches, forward, rt.all_reduce,
-                                                                   rt.device)
-        if chrf_pairs:  # each rank answers its share of the prompts; rank 0 gathers and scores
-            mine = generate(unwrap(module).model, tokenizer, fmt, [p["messages"] for p in chrf_pairs[rt.rank::rt.world]],
-                            rt.device, cfg.chrf_max_new_tokens)
+        if self.batches:
+            record["eval_loss"], record["eval_tokens"] = eval_loss(self.module, self.batches, self.forward,
+                                                                   rt.all_reduce, rt.device)
+        if self.chrf_pairs:  # each rank answers its share of the prompts; rank 0 gathers and scores
+            mine = generate(unwrap(self.module).model, self.tokenizer, self.fmt,
+                            [p["messages"] for p in self.chrf_pairs[rt.rank::rt.world]], rt.device,
+                            self.max_new_tokens)
             shares = [mine]
             if rt.world > 1:
                 shares = [None] * rt.world
                 torch.distributed.all_gather_object(shares, mine)
-            answers = [None] * len(chrf_pairs)
+            answers = [None] * len(self.chrf_pairs)
             for r, share in enumerate(shares):
                 answers[r::rt.world] = share
-            record["chrf"] = chrf_by_language(chrf_pairs, answers)
+            record["chrf"] = chrf_by_language(self.chrf_pairs, answers)
         return record
 
-    # ------------------------------------------------------------------ resume
-    log = MetricsLog(out, enabled=rt.main, tensorboard=cfg.tensorboard)
-    step = 0
+
+def setup_eval(cfg: Config, data: Data, module: nn.Module, forward: Forward, micro_batch: MicroBatch,
+               tokenizer: Any, fmt: ChatFormat, rt: Runtime) -> Evaluator:
+    """Collate the eval batches once (FSDP needs every rank in every forward, so ranks are padded to the same
+    count with uncounted filler) and pick the chrF prompts: validation split, else the held-out slice."""
+    batches = []
+    if data.eval is not None and len(data.eval):
+        rows = rows_of(data.eval, cfg, cfg.seed)
+        chunks = [rows[i:i + cfg.batch_size] for i in range(0, len(rows), cfg.batch_size)]
+        per_rank = -(-len(chunks) // rt.world)
+        if cfg.eval_batches:
+            per_rank = min(per_rank, cfg.eval_batches)
+        batches = [micro_batch(data.eval, c) for c in chunks[rt.rank::rt.world][:per_rank]]
+        while len(batches) < per_rank:  # equal forward count on every rank; the filler is not counted
+            batches.append({**micro_batch(data.eval, chunks[0]), "weight": 0})
+    pairs = []
+    if cfg.chrf_samples and cfg.distributed == "fsdp" and rt.world > 1:
+        rt.log("chrf_samples: generation is not run under FSDP (every rank would have to generate); eval loss only")
+    elif cfg.chrf_samples:
+        if "validation" in data.files.splits:
+            pairs = translation_pairs(data.files.splits["validation"], cfg.chrf_samples, cfg.seed)
+        elif data.eval is not None:
+            pairs = translation_pairs(data.files.splits["train"], cfg.chrf_samples, cfg.seed, rows=data.eval.rows)
+    return Evaluator(module, forward, batches, pairs, tokenizer, fmt, cfg.chrf_max_new_tokens, rt)
+
+
+def resume(cfg: Config, out: Path, module: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+           log: MetricsLog, rt: Runtime) -> int:
+    """Collective. The step to start at: 0, or that of the latest complete checkpoint (--resume), whose weights,
+    optimizer, schedule and RNG are restored; metrics logged after it are dropped, the resumed run logs them again."""
     checkpoint = latest_checkpoint(out) if cfg.resume else None
     rt.barrier()
     if checkpoint is not None:
-        state = load_checkpoint(checkpoint, module, optimizer, scheduler, rt.rank, rt.world)
-        step = state["step"]
+        step = load_checkpoint(checkpoint, module, optimizer, scheduler, rt.rank, rt.world)["step"]
         log.truncate_after(step)
         rt.log(f"resumed from {checkpoint} at step {step}")
-    elif cfg.resume:
+        return step
+    if cfg.resume:
         rt.log(f"--resume: no checkpoint in {out}, starting at step 0")
+    return 0
+
+
+def train(cfg: Config) -> list[dict[str, Any]]:
+    """Run training as configured; returns what was logged (also in output_dir/metrics.jsonl)."""
+    # ------------------------------------------------------------------ set up: where, data, model, optimizer, eval
+    rt = Runtime.start()
+    out = setup_output_dir(cfg, rt)
+    torch.manual_seed(cfg.seed)
+    bf16 = use_bf16(cfg, rt.device)
+    tokenizer, fmt = setup_tokenizer(cfg, rt)
+    data = setup_data(cfg, tokenizer, fmt, rt)
+    module, attention, flops = setup_model(cfg, tokenizer, fmt, bf16, rt)
+    optimizer, scheduler = setup_optimizer(module, cfg, data.total_steps, rt.device)
+    forward = make_forward(module, attention, bf16, rt.device)
+    micro_batch = functools.partial(collate, pad_id=tokenizer.pad_token_id, flatten=attention in VARLEN)
+    evaluate = setup_eval(cfg, data, module, forward, micro_batch, tokenizer, fmt, rt)
+    log = MetricsLog(out, enabled=rt.main, tensorboard=cfg.tensorboard)
+    step = resume(cfg, out, module, optimizer, scheduler, log, rt)
+    records: list[dict[str, Any]] = []
+
+    def emit(record: dict[str, Any]) -> None:
+        log.log(record)
+        records.append(record)
 
     # ------------------------------------------------------------------ the loop
-    records: list[dict[str, Any]] = []
     params = trainable_parameters(module)
-    window = {"loss": torch.zeros((), dtype=torch.float64, device=rt.device), "targets": 0, "tokens": 0, "slots": 0,
-              "flops": 0.0}
-    window_start = time.perf_counter()
+    window = MetricsWindow(flops, peak_flops(rt.device, cfg.peak_tflops), rt.device, rt.world, rt.all_reduce)
     module.train()
-    while step < total_steps:
-        micro = [micro_batch(rows, train_set) for rows in batches.micro_batches(step)]
+    while step < data.total_steps:
+        micro = [micro_batch(data.train, rows) for rows in data.batches.micro_batches(step)]
         # The global number of target tokens of this step, known before any forward.
         targets = rt.all_reduce(torch.tensor(float(sum(b["targets"] for b in micro)), device=rt.device))
         try:
@@ -261,7 +351,7 @@ def train(cfg: Config) -> list[dict[str, Any]]:
                     loss_sum = forward(batch)
                     # DDP/FSDP average gradients over ranks; times world makes that a sum over the global batch.
                     (loss_sum * rt.world / targets).backward()
-                window["loss"] += loss_sum.detach().double()
+                window.loss += loss_sum.detach().double()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
             lr = scheduler.get_last_lr()[0]
             optimizer.step()  # AdamW allocates its moments here, on the first step
@@ -270,52 +360,28 @@ def train(cfg: Config) -> list[dict[str, Any]]:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        window.add(micro)
 
-        window["targets"] += sum(b["targets"] for b in micro)
-        window["tokens"] += sum(b["tokens"] for b in micro)
-        window["slots"] += sum(b["slots"] for b in micro)
-        window["flops"] += sum(flops.step_flops(b["example_lengths"], b["targets"]) for b in micro)
-        if step % cfg.log_every == 0 or step == total_steps:
-            sums = torch.stack([window["loss"], *(torch.tensor(float(window[k]), dtype=torch.float64,
-                                                               device=rt.device)
-                                                  for k in ("targets", "tokens", "slots", "flops"))])
-            loss, n_targets, tokens, slots, step_flops = rt.all_reduce(sums).tolist()
-            elapsed = time.perf_counter() - window_start
-            record = {"step": step, "loss": loss / max(n_targets, 1), "lr": lr,
-                      "tokens_per_s": tokens / elapsed, "target_tokens": int(n_targets),
-                      "padding_efficiency": tokens / max(slots, 1), "grad_norm": float(grad_norm),
-                      "tflops_per_device": step_flops / elapsed / rt.world / 1e12,
-                      "mfu": step_flops / elapsed / rt.world / peak if peak else None,
-                      "epoch": round(step / batches.steps_per_epoch, 4)}
-            if rt.device.type == "cuda":
-                record["peak_mem_gb"] = round(torch.cuda.max_memory_allocated(rt.device) / 2**30, 2)
-            log.log(record)
-            records.append(record)
-            window = {"loss": torch.zeros_like(window["loss"]), "targets": 0, "tokens": 0, "slots": 0, "flops": 0.0}
-            window_start = time.perf_counter()
-        if (eval_batches or chrf_pairs) and cfg.eval_every and step % cfg.eval_every == 0 and step < total_steps:
-            evaluated = evaluate(step)
-            log.log(evaluated)
-            records.append(evaluated)
-            window_start = time.perf_counter()
-        if cfg.save_every >= 0 and (cfg.save_every and step % cfg.save_every == 0 or step == total_steps):
-            epoch, row = batches.position(step)
+        if step % cfg.log_every == 0 or step == data.total_steps:
+            emit(window.record(step, lr, grad_norm, epoch=round(step / data.batches.steps_per_epoch, 4)))
+        if evaluate and cfg.eval_every and step % cfg.eval_every == 0 and step < data.total_steps:
+            emit(evaluate(step))
+            window.restart_clock()
+        if cfg.save_every >= 0 and (cfg.save_every and step % cfg.save_every == 0 or step == data.total_steps):
+            epoch, row = data.batches.position(step)
             save_checkpoint(out, step, module, optimizer, scheduler,
                             {"epoch": epoch, "row": row, "world_size": rt.world, "config": cfg.to_dict()},
                             rt.rank, cfg.keep_checkpoints)
-            window_start = time.perf_counter()
+            window.restart_clock()
 
     # ------------------------------------------------------------------ the end: evaluate, export
-    if eval_batches or chrf_pairs:
-        evaluated = evaluate(step)
-        log.log(evaluated)
-        records.append(evaluated)
-    final = out / "final"
+    if evaluate:
+        emit(evaluate(step))
     if cfg.save_every >= 0:
-        export(module, unwrap(module).model, tokenizer, fmt.source, final, cfg.method == "lora",
-               torch.bfloat16 if bf16 else torch.float32, rt.rank)
+        final, save_dtype = out / "final", torch.bfloat16 if bf16 else torch.float32
+        export(module, unwrap(module).model, tokenizer, fmt.source, final, cfg.method == "lora", save_dtype, rt.rank)
         if cfg.merge and cfg.method == "lora" and rt.main:
-            merge_adapter(cfg.model, final, out / "merged", torch.bfloat16 if bf16 else torch.float32)
+            merge_adapter(cfg.model, final, out / "merged", save_dtype)
         rt.log(f"done: {step} steps; model in {final}" + (f", merged in {out / 'merged'}" if cfg.merge else ""))
     log.close()
     rt.barrier()
