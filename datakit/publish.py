@@ -16,9 +16,10 @@ Read top-down, this is the whole publish:
 Resuming: a re-run lists the remote first, so committed files are never sent twice, and the LFS
 batch API answers "already stored" for objects an interrupted run uploaded but did not commit.
 Retries: huggingface_hub retries single requests (preupload, LFS batch, object PUT) itself; each
-step here (repo, branch, listing, each commit) is also retried on 429, 5xx and connection errors,
-with exponential backoff and jitter, honouring Retry-After, a bounded number of times, and then
-stops with a message that says which step failed and to run the same command again.
+step here (repo, branch, listing, each commit) is also retried under datakit's one retry policy
+(`datakit.retry`: 408, 409, 429, 5xx, timeouts and dropped connections; exponential backoff with
+full jitter, or the wait Retry-After asks for, in seconds or as an HTTP date), a bounded number of
+times, and then stops with a message that says which step failed and to run the same command again.
 The token (--token, HF_TOKEN, or `hf auth login`) is never printed: every message is scrubbed.
 """
 
@@ -29,9 +30,7 @@ import hashlib
 import json
 import logging
 import os
-import random
 import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,13 +39,13 @@ from typing import Any, TypeVar
 
 from datakit.errors import DatakitError
 from datakit.hashing import file_sha256
+from datakit.retry import Failure, Retry, causes, classify
 from datakit.write.card import RESTRICTED_TERMS
 
 log = logging.getLogger("datakit.publish")
 T = TypeVar("T")
 
 LAST = ("README.md", "stats.json", "manifest.json")  # committed last, with report/
-RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 ALLOW_FLAG = "--allow-restricted-licenses"
 RESUME = "run the same command again to resume"
 
@@ -212,82 +211,41 @@ def check_licences(folder: Path, manifest: dict[str, Any], opts: PublishOptions)
 # ---------------------------------------------------------------------------- retries
 
 
-def _chain(e: BaseException) -> list[BaseException]:
-    out: list[BaseException] = []
-    cur: BaseException | None = e
-    while cur is not None and cur not in out:
-        out.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return out
-
-
-def transient(e: BaseException) -> str | None:
-    """Why `e` is worth retrying (429, 5xx, connection trouble), or None when retrying cannot help."""
-    import httpx2
-    from huggingface_hub.errors import HfHubHTTPError
-
-    for err in _chain(e):
-        if isinstance(err, HfHubHTTPError) and err.response is not None:
-            return f"HTTP {err.response.status_code}" if err.response.status_code in RETRY_STATUS else None
-        if isinstance(err, httpx2.TransportError):
-            return f"connection error ({type(err).__name__})"
-    return None
-
-
-def retry_after(e: BaseException) -> float | None:
-    from huggingface_hub.errors import HfHubHTTPError
-
-    for err in _chain(e):
-        if isinstance(err, HfHubHTTPError) and err.response is not None:
-            value = err.response.headers.get("Retry-After", "").strip()
-            return min(float(value), 600.0) if value.isdigit() else None
-    return None
-
-
 def describe(e: BaseException) -> str:
     """One line about a failure from huggingface_hub, with the server's own message where there is one."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    for err in _chain(e):
+    for err in causes(e):
         if isinstance(err, HfHubHTTPError) and err.response is not None:
             status = err.response.status_code
             hint = " (check the token: --token, HF_TOKEN or `hf auth login`, and its write access)" if status in (401, 403) else ""
             msg = err.server_message or str(err).split("\n")[0]
             return f"HTTP {status}: {' '.join(msg.split())}{hint}"
-    lines = [" ".join(str(err).split()) or type(err).__name__ for err in _chain(e)]
+    lines = [" ".join(str(err).split()) or type(err).__name__ for err in causes(e)]
     return "; ".join(dict.fromkeys(lines))
 
 
-@dataclass
-class Retry:
-    """Bounded retries with exponential backoff and jitter; Retry-After wins when the server sends it."""
+def retried(retry: Retry, what: str, fn: Callable[[], T]) -> T:
+    """One step (`what`: which step, for the messages) under the retry policy; failing, a PublishError.
 
-    attempts: int = 6
-    base: float = 2.0
-    cap: float = 60.0
-    sleep: Callable[[float], None] = time.sleep
-    waits: list[float] = field(default_factory=list)
+    Each retry is logged as a warning; the final message says whether retrying could not help, or
+    how many attempts were made and that the same command resumes.
+    """
 
-    def call(self, what: str, fn: Callable[[], T]) -> T:
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return fn()
-            except (PublishError, KeyboardInterrupt):
-                raise
-            except Exception as e:
-                why = transient(e)
-                if why is None:
-                    log.debug("%s failed", what, exc_info=True)
-                    raise PublishError(f"{what}: {describe(e)}") from e
-                if attempt == self.attempts:
-                    raise PublishError(f"{what}: {why} after {attempt} attempts ({describe(e)}); {RESUME}") from e
-                wait = retry_after(e)
-                wait = wait + random.uniform(0, 0.1 * self.base) if wait is not None else \
-                    min(self.cap, self.base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-                log.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", what, why, wait, attempt + 1, self.attempts)
-                self.waits.append(wait)
-                self.sleep(wait)
-        raise AssertionError("unreachable")
+    def warn(failure: Failure, attempt: int, wait: float) -> None:
+        log.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", what, failure.why, wait, attempt + 1,
+                    retry.attempts)
+
+    try:
+        return retry.call(fn, on_retry=warn)
+    except (PublishError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        failure = classify(e)
+        if not failure.retryable:
+            log.debug("%s failed", what, exc_info=True)
+            raise PublishError(f"{what}: {describe(e)}") from e
+        raise PublishError(f"{what}: {failure.why} after {retry.attempts} attempts ({describe(e)}); {RESUME}") from e
 
 
 # ---------------------------------------------------------------------------- the remote
@@ -332,13 +290,13 @@ class Publisher:
             tree = self.api.list_repo_tree(self.opts.repo, recursive=True, revision=revision or self.revision, repo_type="dataset")
             return {e.path: e for e in tree if isinstance(e, RepoFile)}
 
-        return self.retry.call(f"listing the files of {self.opts.repo}@{revision or self.revision}", listing)
+        return retried(self.retry, f"listing the files of {self.opts.repo}@{revision or self.revision}", listing)
 
     def ensure_repo(self) -> None:
-        self.retry.call(f"creating the dataset repo {self.opts.repo}", lambda: self.api.create_repo(
+        retried(self.retry, f"creating the dataset repo {self.opts.repo}", lambda: self.api.create_repo(
             self.opts.repo, repo_type="dataset", private=self.opts.private, exist_ok=True))
         if self.revision != "main":
-            self.retry.call(f"creating the branch {self.revision}", lambda: self.api.create_branch(
+            retried(self.retry, f"creating the branch {self.revision}", lambda: self.api.create_branch(
                 self.opts.repo, branch=self.revision, repo_type="dataset", exist_ok=True))
 
     def dry_tree(self) -> dict[str, Any]:
@@ -387,7 +345,7 @@ class Publisher:
             result.uploaded_bytes += sum(f.size for f in todo)
             result.deleted += len(gone)
 
-        self.retry.call(what, attempt)
+        retried(self.retry, what, attempt)
 
 
 def repo_url(endpoint: str, repo: str, revision: str) -> str:

@@ -283,7 +283,7 @@ def test_the_key_is_written_nowhere(stub, english, tmp_path, caplog):
     assert all(o.reason == "llm_error" and "Incorrect API key provided" in o.detail for o in batch_out)
     stub.inject("401_echo", times=1, path="/v1/files")
     with pytest.raises(DatakitError) as err:  # errors the Batch API path raises are redacted too
-        _call(c, "files.create", lambda: c._openai().files.create(file=("x.jsonl", b"{}"), purpose="batch"))
+        _call(c, "files.create", lambda: c.openai_client().files.create(file=("x.jsonl", b"{}"), purpose="batch"))
     assert "401" in str(err.value)
     # The key did travel (the test would prove nothing otherwise) ...
     assert any(e.authorization == f"Bearer {KEY}" for e in stub.events)

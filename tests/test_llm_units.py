@@ -9,6 +9,8 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
+import httpx2
+import openai
 import pytest
 from openai_server import toy_lang_of as lang_of
 
@@ -36,6 +38,8 @@ from datakit.llm import (
 from datakit.llm.pricing import max_prompt_tokens
 from datakit.llm.protocol import MalformedResponse, parse_completion
 from datakit.llm.redact import safe_endpoint
+from datakit.llm.work import failure_of
+from datakit.retry import Failure
 
 MSGS = [{"role": "user", "content": "Translate into Swahili.\n\nHello"}]
 
@@ -70,6 +74,22 @@ def test_retry_after_seconds_milliseconds_and_http_date():
     assert 28 <= parse_retry_after({"retry-after": date}, now=now) <= 31
     assert parse_retry_after({"retry-after": "soon"}) is None
     assert parse_retry_after({}) is None
+
+
+def test_llm_failures_add_malformed_bodies_to_the_shared_policy():
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    f = failure_of(MalformedResponse("no choices"))
+    assert (f.retryable, f.kind, f.why) == (True, "malformed", "malformed response (no choices)")
+    invalid = openai.APIResponseValidationError(httpx2.Response(200, request=request), body=None)
+    assert failure_of(invalid).retryable and failure_of(invalid).kind == "malformed"
+    bad = openai.BadRequestError("max_tokens is too large", body=None,
+                                 response=httpx2.Response(400, request=request))
+    assert failure_of(bad) == Failure(False, "HTTP 400: max_tokens is too large", "status", 400)
+    limited = openai.RateLimitError("slow down", body=None,
+                                    response=httpx2.Response(429, headers={"Retry-After": "2"}, request=request))
+    assert failure_of(limited) == Failure(True, "HTTP 429: slow down", "status", 429, 2.0)
+    assert failure_of(openai.APITimeoutError(request=request)).kind == "timeout"
+    assert not failure_of(ValueError("a bug")).retryable
 
 
 def test_prices_defaults_overrides_and_snapshots():

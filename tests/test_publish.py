@@ -9,6 +9,7 @@ measured, not assumed.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import os
 import shutil
@@ -206,6 +207,15 @@ def test_429_with_retry_after_500_and_dropped_connections_are_retried(built, hub
     assert len([w for w in waits if w < 1.0]) == 2  # the 503 and the dropped commit: short backoff
     assert hub.requests["paths_info"] >= 1, "a retried commit first asks which of its files arrived"
     assert len(hub.lfs_received) == lfs_count(built), "retries do not upload an object twice"
+
+
+def test_retry_after_as_an_http_date_is_honoured(built, hub):
+    waits: list[float] = []
+    when = time.time() + 30
+    hub.add_fault("commit", status=503, retry_after=email.utils.formatdate(when, usegmt=True))  # sent as str()
+    result = publish(options(built, hub), retry=Retry(attempts=3, base=0.05, sleep=waits.append))  # no real wait
+    assert hub.faulted == {"commit": 1} and result.verified == len(manifest_files(built)) + 1
+    assert len(waits) == 1 and 20 <= waits[0] <= 30, waits  # the date, not a 0.05 s backoff
 
 
 def test_persistent_errors_stop_with_a_resume_message_then_resume(built, hub):

@@ -15,13 +15,14 @@ logged or put in an error message.
 
 from datakit.llm.batch import BatchOptions
 from datakit.llm.cache import ResponseCache, default_cache_dir
-from datakit.llm.client import LLMClient, Outcome, Plan, open_client, parse_retry_after
+from datakit.llm.client import LLMClient, Outcome, Plan, open_client
 from datakit.llm.judge import DEFAULT_RUBRIC, Judgement, judge_messages, judge_validator, parse_judgement
 from datakit.llm.pricing import DEFAULT_PRICES, Budget, Price, PriceTable, UnknownPrice, estimate_tokens
 from datakit.llm.prompts import translation_messages
 from datakit.llm.protocol import Answer, Request, cache_key
 from datakit.llm.redact import redact
 from datakit.llm.validate import Verdict, answer_validator, check_answer, is_refusal
+from datakit.retry import parse_retry_after
 
 __all__ = [
     "DEFAULT_PRICES", "DEFAULT_RUBRIC", "Answer", "BatchOptions", "Budget", "Judgement",

@@ -2,13 +2,15 @@
 
 Endpoint and key come from the openai client's own variables (`OPENAI_BASE_URL`,
 `OPENAI_API_KEY`); model, parameters and budget from the recipe. The openai client is built with
-`max_retries=0` so that one retry policy is in force, this one:
+`max_retries=0` so that one retry policy is in force, datakit's own (`datakit.retry`, shared with
+publishing and the Batch API calls):
 
-- retried: HTTP 408, 409, 429 and 5xx, timeouts, dropped connections, and malformed bodies (not
-  JSON, no choices, no message); exponential backoff with full jitter (a random wait between 0
-  and min(backoff_max, backoff_base * 2**attempt)), or exactly what `Retry-After` /
-  `retry-after-ms` asks (seconds or an HTTP date) when the server says; a 429 with Retry-After
-  pauses every worker, not just the one that was told;
+- retried: HTTP 408, 409, 429 and 5xx, timeouts, dropped connections, and (specific to LLM calls,
+  see `work.failure_of`) malformed bodies (not JSON, no choices, no message); exponential backoff
+  with full jitter (a random wait between 0 and min(backoff_max, backoff_base * 2**attempt)), or
+  exactly what `Retry-After` / `retry-after-ms` asks (seconds or an HTTP date, at most
+  max_retry_after) when the server says; a 429 with Retry-After pauses every worker, not just the
+  one that was told;
 - not retried: other 4xx (a bad request stays bad) and bad answers (empty, refusal, wrong
   language: the model's answer, kept in the cache and rejected by the validator).
 
@@ -24,12 +26,10 @@ problems with the whole job (no key, no price under a budget).
 
 from __future__ import annotations
 
-import email.utils
 import inspect
 import json
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -55,10 +55,11 @@ from datakit.llm.pricing import (
 from datakit.llm.protocol import Answer, MalformedResponse, Request, cache_key, parse_completion
 from datakit.llm.redact import known_secrets, redact, safe_endpoint
 from datakit.llm.validate import Verdict
+from datakit.llm.work import Item, Result, failure_of
+from datakit.retry import Retry
 
 log = logging.getLogger("datakit.llm")
 
-RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 Validator = Callable[[Request, Answer], Verdict]
 
 
@@ -118,44 +119,6 @@ class Plan:
                 f"(worst case {usd(self.worst_cost_usd)}); {budget}")
 
 
-@dataclass(frozen=True)
-class _Item:
-    request: Request
-    params: Mapping[str, Any]
-    key: str
-
-
-@dataclass(frozen=True)
-class _Result:
-    answer: Answer | None
-    reason: str | None = None
-    detail: str = ""
-    cost_usd: float | None = 0.0
-    attempts: int = 0
-    via: str = "live"
-
-
-def parse_retry_after(headers: Mapping[str, str] | None, now: float | None = None) -> float | None:
-    """Seconds to wait from `retry-after-ms`, or `Retry-After` in seconds or as an HTTP date."""
-    if not headers:
-        return None
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) / scale)
-        except ValueError:
-            pass
-        if scale == 1.0:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                return None
-            return max(0.0, when.timestamp() - (time.time() if now is None else now))
-    return None
-
-
 class LLMClient:
     """Chat completions for one model, with cache, budget, retries and bounded concurrency.
 
@@ -203,8 +166,9 @@ class LLMClient:
 
     # -- the openai client -------------------------------------------------------------------
 
-    def _openai(self) -> openai.OpenAI:
-        """Built on first need only, so a run answered entirely from the cache needs no key at all."""
+    def openai_client(self) -> openai.OpenAI:
+        """The openai SDK client, built on first need only, so a run answered entirely from the cache
+        needs no key at all."""
         with self._lock:
             if self._client is None:
                 try:
@@ -215,15 +179,17 @@ class LLMClient:
             return self._client
 
     def secrets(self) -> list[str]:
+        """What every message this client writes must be scrubbed of (the key in use)."""
         key = self._client.api_key if self._client is not None else None
         return known_secrets(key if isinstance(key, str) else None)
 
     def endpoint(self) -> str:
-        return safe_endpoint(self._openai().base_url)
+        """The endpoint as cache rows and pending batch jobs record it (no credentials in it)."""
+        return safe_endpoint(self.openai_client().base_url)
 
     # -- planning ----------------------------------------------------------------------------
 
-    def _prepare(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[_Item]:
+    def _prepare(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[Item]:
         items = []
         for r in requests:
             req = Request.of(r)
@@ -234,16 +200,17 @@ class LLMClient:
                 key = cache_key(self.model, req.messages, params)
             except (TypeError, ValueError) as e:
                 raise DatakitError(f"llm request {req.id!r}: {e}") from None
-            items.append(_Item(req, params, key))
+            items.append(Item(req, params, key))
         return items
 
-    def _worst_usd(self, item: _Item, *, batch: bool = False) -> float:
+    def worst_usd(self, item: Item, *, batch: bool = False) -> float:
+        """What `item` can cost at most (full prompt, every allowed output token): what the budget holds."""
         price = self.prices.get(self.model)
         if price is None:
             return 0.0
         return price.cost(max_prompt_tokens(item.request.messages), max_output_tokens(item.params), batch=batch)
 
-    def _plan(self, items: Sequence[_Item], cached: Mapping[str, Answer], batch: bool) -> Plan:
+    def _plan(self, items: Sequence[Item], cached: Mapping[str, Answer], batch: bool) -> Plan:
         unique = list({i.key: i for i in items}.values())
         todo = [i for i in unique if i.key not in cached]
         tokens_in = sum(estimate_prompt_tokens(i.request.messages) for i in todo)
@@ -255,7 +222,7 @@ class LLMClient:
             self.prices.require(self.model)
         return Plan(self.model, len(items), len(unique), len(unique) - len(todo), len(todo), tokens_in, tokens_out,
                     price.cost(tokens_in, tokens_out, batch=batch) if price else None,
-                    sum(self._worst_usd(i, batch=batch) for i in todo) if price else None,
+                    sum(self.worst_usd(i, batch=batch) for i in todo) if price else None,
                     self.budget.cap_usd, batch)
 
     def plan(self, requests: Iterable[Request | Mapping[str, Any]], *, batch: bool = False) -> Plan:
@@ -279,7 +246,7 @@ class LLMClient:
         if on_plan is not None:
             on_plan(plan)
         todo = list({i.key: i for i in items if i.key not in cached}.values())
-        results: dict[str, _Result] = {k: _Result(a, via="cache") for k, a in cached.items()}
+        results: dict[str, Result] = {k: Result(a, via="cache") for k, a in cached.items()}
         if todo and batch:
             results.update(run_batch(self, todo))
         elif todo:
@@ -293,7 +260,7 @@ class LLMClient:
                 pool.shutdown(wait=True, cancel_futures=True)
         return self._outcomes(items, results, validator)
 
-    def _outcomes(self, items: Sequence[_Item], results: Mapping[str, _Result],
+    def _outcomes(self, items: Sequence[Item], results: Mapping[str, Result],
                   validator: Validator | None) -> list[Outcome]:
         outcomes, seen = [], set()
         for item in items:
@@ -316,12 +283,12 @@ class LLMClient:
         while (delay := self._hold_until - time.monotonic()) > 0:
             time.sleep(delay)
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.max_retry_after)
-        return random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** attempt))
+    @property
+    def retry(self) -> Retry:
+        """The shared retry policy with this client's settings (built on use, so they stay plain attributes)."""
+        return Retry(self.max_retries + 1, self.backoff_base, self.backoff_max, self.max_retry_after)
 
-    def _create_kwargs(self, item: _Item) -> dict[str, Any]:
+    def _create_kwargs(self, item: Item) -> dict[str, Any]:
         """Standard parameters as arguments, the rest (top_k, repetition_penalty, ...) in the body."""
         known = _create_parameters()
         kwargs: dict[str, Any] = {"model": self.model, "messages": [dict(m) for m in item.request.messages]}
@@ -331,44 +298,27 @@ class LLMClient:
             kwargs["extra_body"] = extra
         return kwargs
 
-    def _send(self, item: _Item) -> _Result:
+    def _send(self, item: Item) -> Result:
         """Obtain one answer live: reserve, attempt, settle, back off; never raises for the request."""
         price = self.prices.get(self.model)
-        worst = self._worst_usd(item)
+        worst = self.worst_usd(item)
+        policy = self.retry
         spent, attempts, last = 0.0, 0, ""
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(policy.attempts):
             self._wait_for_hold()
             hold = self.budget.reserve(worst)
             if hold is None:
-                return _Result(None, "budget_exceeded", f"not sent: worst case ${worst:.6f} does not fit the "
-                               f"budget{' after ' + last if last else ''}", spent if price else None, attempts)
+                return Result(None, "budget_exceeded", f"not sent: worst case ${worst:.6f} does not fit the "
+                              f"budget{' after ' + last if last else ''}", spent if price else None, attempts)
             attempts += 1
             with self._lock:
                 self.calls += 1
-            charged, retry_after = 0.0, None
             try:
-                raw = self._openai().chat.completions.with_raw_response.create(**self._create_kwargs(item))
+                raw = self.openai_client().chat.completions.with_raw_response.create(**self._create_kwargs(item))
                 body = raw.text
                 answer = parse_completion(body)
-            except MalformedResponse as e:
-                charged, last = worst, f"malformed response ({e})"
-            except openai.APITimeoutError:
-                charged, last = worst, f"timeout after {self.timeout}s"
-            except (openai.APIConnectionError, httpx2.TransportError) as e:
-                charged, last = worst, f"connection error ({e.__class__.__name__})"
-            except openai.APIStatusError as e:
-                status = e.status_code
-                last = redact(f"HTTP {status}: {e.message}", self.secrets())[:500]
-                if status not in RETRYABLE_STATUS:
-                    self.budget.settle(hold, 0.0)
-                    log.warning("llm request %s failed, not retried: %s", item.request.id, last)
-                    return _Result(None, "llm_error", last, spent if price else None, attempts)
-                retry_after = parse_retry_after(e.response.headers)
-                if status == 429 and retry_after:
-                    with self._lock:
-                        self._hold_until = max(self._hold_until, time.monotonic() + min(retry_after, self.max_retry_after))
-            except openai.APIError as e:
-                charged, last = worst, redact(f"API error ({e.__class__.__name__}: {e})", self.secrets())[:500]
+            except (MalformedResponse, openai.APIError, httpx2.TransportError) as e:
+                failure = failure_of(e)
             else:
                 if answer.has_usage and price is not None:
                     charged = price.cost(answer.prompt_tokens or 0, answer.completion_tokens or 0)
@@ -378,16 +328,28 @@ class LLMClient:
                 stored = self.cache.put(item.key, model=self.model, messages=item.request.messages,
                                         params=item.params, answer=answer, response=_json_or_none(body),
                                         endpoint=self.endpoint(), via="live", secrets=self.secrets())
-                return _Result(stored, cost_usd=spent + charged if price else None, attempts=attempts)
+                return Result(stored, cost_usd=spent + charged if price else None, attempts=attempts)
+            # A server that answered with an error status did no work to bill; after a timeout, a
+            # dropped connection or a malformed body it may have, without saying: count the worst.
+            charged = 0.0 if failure.kind == "status" else worst
             self.budget.settle(hold, charged)
+            last = (f"timeout after {self.timeout}s" if failure.kind == "timeout"
+                    else redact(failure.why, self.secrets())[:500])
+            if not failure.retryable:
+                log.warning("llm request %s failed, not retried: %s", item.request.id, last)
+                return Result(None, "llm_error", last, spent if price else None, attempts)
             spent += charged
-            if attempt < self.max_retries:
-                delay = self._backoff(attempt, retry_after)
+            delay = policy.delay(attempt, failure.retry_after)
+            if failure.status == 429 and failure.retry_after:
+                # A rate limit is the endpoint's, not this request's: every worker waits it out.
+                with self._lock:
+                    self._hold_until = max(self._hold_until, time.monotonic() + delay)
+            if attempt < policy.attempts - 1:
                 log.info("llm request %s: %s; retry %d/%d in %.2fs", item.request.id, last, attempt + 1,
                          self.max_retries, delay)
-                time.sleep(delay)
+                policy.sleep(delay)
         log.warning("llm request %s failed after %d attempts: %s", item.request.id, attempts, last)
-        return _Result(None, "llm_error", f"{last} (after {attempts} attempts)", spent if price else None, attempts)
+        return Result(None, "llm_error", f"{last} (after {attempts} attempts)", spent if price else None, attempts)
 
 
 def _json_or_none(body: str) -> Any:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from datakit.llm.protocol import Answer, Request
@@ -108,8 +108,3 @@ def judge_validator(threshold: int) -> Callable[[Request, Answer], Verdict]:
 
     return validate
 
-
-def judgement_of(outcome_text: str | None) -> Mapping[str, object]:
-    """What a record's `scores` keeps of a judgement: the score, or null when it was unparseable."""
-    j = parse_judgement(outcome_text or "")
-    return {"judge_score": j.score, "judge_reason": j.reason[:500]}

@@ -260,12 +260,5 @@ class Budget:
     def spent_usd(self) -> float:
         return self._totals()[0] / 1e9
 
-    @property
-    def remaining_usd(self) -> float | None:
-        if self._cap is None:
-            return None
-        s, r = self._totals()
-        return (self._cap - s - r) / 1e9
-
     def __repr__(self) -> str:
         return f"Budget(cap_usd={self.cap_usd}, spent_usd={self.spent_usd:.6f})"
