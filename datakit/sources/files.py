@@ -10,14 +10,15 @@ first character.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import ijson
 import pyarrow.parquet as pq
 
 from datakit.errors import SourceError
@@ -126,78 +127,211 @@ def iter_json_lines(path: Path, start_byte: int = 0, start_line: int = 1, limit:
         yield (loc, value)
 
 
-def iter_json_array(path: Path) -> Iterator[tuple[dict, Any]]:
-    """Elements of a top-level JSON array, parsed one at a time from a stream."""
-    decoder = json.JSONDecoder()
-    with open_binary(path) as raw:
-        reader = _ArrayReader(path, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict"))
-        reader.skip_ws()
-        if not reader.peek("["):
-            raise SourceError(f"{path}: line {reader.line}: expected a JSON array ('[') or JSON Lines")
-        reader.pos += 1
-        index = 0
-        while True:
-            reader.skip_ws()
-            if reader.peek("]"):
-                return
-            if index:
-                if not reader.peek(","):
-                    raise SourceError(f"{path}: line {reader.line}: expected ',' or ']' after array element {index}")
-                reader.pos += 1
-                reader.skip_ws()
-            start_line = reader.line
-            value = reader.decode(decoder)
-            yield ({"file": str(path), "line": start_line, "index": index}, value)
-            index += 1
+def _ijson_items() -> Any:
+    """ijson's `items`, from its C backend (yajl2_c) where it was built, else the pure-Python one.
 
-
-class _ArrayReader:
-    """A buffer over a text stream that JSONDecoder.raw_decode can work on, refilled as needed."""
-
-    def __init__(self, path: Path, text: io.TextIOBase):
-        self.path, self.text = path, text
-        self.buf, self.pos, self.line, self.eof = "", 0, 1, False
-
-    def fill(self) -> bool:
-        if self.eof:
-            return False
+    The C backend is about ten times faster; the Python backend gives the same values, so a machine
+    without the compiled extension still reads every file, only more slowly.
+    """
+    global _ITEMS
+    if _ITEMS is None:
         try:
-            chunk = self.text.read(1 << 20)
-        except UnicodeDecodeError as e:
-            raise SourceError(f"{self.path}: invalid UTF-8 after line {self.line} ({e.reason}); cannot read it as JSON") from None
-        self.buf = self.buf[self.pos :] + chunk
-        self.pos = 0
-        self.eof = not chunk
+            _ITEMS = functools.partial(ijson.get_backend("yajl2_c").items, buf_size=READ_CHUNK)
+        except ImportError:  # the Python backend holds several buffers per read: keep them small
+            _ITEMS = functools.partial(ijson.get_backend("python").items, buf_size=64 << 10)
+    return _ITEMS
+
+
+_ITEMS: Any = None
+READ_CHUNK = 1 << 20          # bytes ijson asks for at a time
+RAW_KEEP = 1 << 16            # bytes of an unreadable element kept for its rejection record
+CHECK_LIMIT = 64 << 20        # larger elements met while recovering are handed back to ijson
+
+
+class _FromOffset:
+    """A byte stream that ijson reads as `[` followed by the file from `offset` on.
+
+    Restarting ijson after an unreadable element needs a stream that looks like an array whose
+    first element is the next good one; seeking the file there costs nothing, copying it would.
+    """
+
+    def __init__(self, f: BinaryIO, offset: int):
+        f.seek(offset)
+        self.f, self.head = f, b"["
+
+    def read(self, n: int = -1) -> bytes:
+        if n == 0:
+            return b""
+        head, self.head = self.head, b""
+        return head + self.f.read(n if n < 0 else max(n - len(head), 1))
+
+
+class _Scanner:
+    """Walks a JSON array byte by byte from a known position: where elements start and end, and on which line.
+
+    Only used after ijson has failed, to find the element that broke it and the next place to
+    resume, so it may be slow; it never holds more than one element (and at most CHECK_LIMIT of it).
+    """
+
+    def __init__(self, f: BinaryIO, offset: int, line: int):
+        f.seek(offset)
+        self.f, self.buf, self.pos, self.offset, self.line = f, b"", 0, offset, line
+
+    def _fill(self) -> bool:
+        chunk = self.f.read(READ_CHUNK)
+        self.offset += self.pos
+        self.buf, self.pos = self.buf[self.pos :] + chunk, 0
         return bool(chunk)
 
-    def peek(self, char: str) -> bool:
-        if self.pos >= len(self.buf):
-            self.fill()
-        return self.buf[self.pos : self.pos + 1] == char
+    def at(self) -> int:
+        """File offset of the next unread byte."""
+        return self.offset + self.pos
 
-    def skip_ws(self) -> None:
+    def peek(self) -> bytes:
+        """The next byte that is not white space (b"" at the end of the file), not consumed."""
         while True:
-            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
-                self.line += self.buf[self.pos] == "\n"
+            while self.pos < len(self.buf) and self.buf[self.pos] in b" \t\r\n":
+                self.line += self.buf[self.pos] == 10
                 self.pos += 1
-            if self.pos < len(self.buf) or not self.fill():
-                return
+            if self.pos < len(self.buf) or not self._fill():
+                return self.buf[self.pos : self.pos + 1]
 
-    def decode(self, decoder: json.JSONDecoder) -> Any:
+    def take(self) -> None:
+        self.pos += 1
+
+    def element(self, keep: int) -> tuple[bytes, bool, bool]:
+        """Consume one element: (its first `keep` bytes, whether all were kept, whether it ended before EOF).
+
+        A container ends with its closing bracket, a string with its closing quote, any other
+        scalar at white space, `,`, `]` or `}`; so a missing comma cannot merge two elements.
+        """
+        kept, whole = bytearray(), True
+        depth, in_string, escaped = 0, False, False
         while True:
-            try:
-                value, end = decoder.raw_decode(self.buf, self.pos)
-                if end < len(self.buf) or self.eof:
+            if self.pos >= len(self.buf) and not self._fill():
+                return bytes(kept), whole, False
+            buf, start, i, end = self.buf, self.pos, self.pos, -1
+            while i < len(buf):
+                c = buf[i]
+                i += 1
+                if c == 10:
+                    self.line += 1
+                if in_string:
+                    if escaped:
+                        escaped = False
+                    elif c == 92:  # backslash
+                        escaped = True
+                    elif c == 34:  # quote
+                        in_string = False
+                        if depth == 0:
+                            end = i
+                            break
+                elif c == 34:
+                    in_string = True
+                elif c in b"[{":
+                    depth += 1
+                elif c in b"]}":
+                    depth -= 1
+                    if depth <= 0:
+                        end = i if depth == 0 else i - 1
+                        break
+                elif depth == 0 and c in b", \t\r\n":
+                    end = i - 1
+                    self.line -= c == 10
                     break
-            except json.JSONDecodeError as e:
-                if self.eof:
-                    line = self.line + self.buf.count("\n", self.pos, e.pos)
-                    raise SourceError(f"{self.path}: line {line}: malformed JSON array element ({e.msg})") from None
-            if not self.fill() and self.pos >= len(self.buf):
-                raise SourceError(f"{self.path}: line {self.line}: the JSON array ends early")
-        self.line += self.buf.count("\n", self.pos, end)
-        self.pos = end
-        return value
+            stop = i if end < 0 else end
+            if whole and len(kept) + stop - start <= keep:
+                kept += buf[start:stop]
+            else:
+                kept += buf[start : start + max(0, keep - len(kept))]
+                whole = False
+            self.pos = stop
+            if end >= 0:
+                return bytes(kept), whole, True
+
+
+def iter_json_array(path: Path, where: dict[str, Any] | None = None) -> Iterator[tuple[dict, Any] | RawError]:
+    """Elements of a top-level JSON array, parsed one at a time by ijson, never the file whole.
+
+    Each element comes as ({"file", "index"} + `where`, value); ijson cannot say on which line an
+    element starts without slowing down, so good elements carry their index, not a line. An
+    element that is not valid JSON or not valid UTF-8 becomes a RawError naming its index and
+    line, and reading goes on after it; when the array itself is cut off, the rest of the file is
+    one RawError. Only a file that is not an array at all is a SourceError.
+    """
+    base = {"file": str(path), **(where or {})}
+    with open_binary(path) as f:
+        head = f.read(4096)
+        skip = len(BOM) if head.startswith(BOM) else 0
+        body = head[skip:]
+        stripped = body.lstrip()
+        line = 1 + body[: len(body) - len(stripped)].count(b"\n")
+        if stripped[:1] != b"[":
+            raise SourceError(f"{path}: line {line}: expected a JSON array ('[') or JSON Lines")
+        offset, index = skip + len(body) - len(stripped) + 1, 0
+        restarted_at: int | None = None
+        while True:
+            count = 0
+            try:
+                for value in _ijson_items()(_FromOffset(f, offset), "item", use_float=True):
+                    yield ({**base, "index": index + count}, value)
+                    count += 1
+                return
+            except (ijson.JSONError, UnicodeDecodeError):
+                pass
+            # ijson stopped at or after element `index + count`: find the culprit, resume behind it.
+            scan = _Scanner(f, offset, line)
+            for _ in range(count):
+                scan.peek()
+                scan.element(0)
+                if scan.peek() == b",":
+                    scan.take()
+            index += count
+            char = scan.peek()
+            loc = {**base, "line": scan.line, "index": index}
+            if char == b"]":
+                scan.take()
+                if scan.peek():
+                    yield RawError(loc, "malformed_json", "", detail=f"data after the end of the JSON array at line {scan.line}")
+                return
+            if not char:
+                yield RawError(loc, "truncated_json", "", detail=f"the JSON array ends early (no ']') at line {scan.line}")
+                return
+            start_at, start_line = scan.at(), scan.line
+            raw, whole, ended = scan.element(CHECK_LIMIT if restarted_at != start_at else RAW_KEEP)
+            if not ended:
+                yield RawError(loc, "truncated_json", raw[:RAW_KEEP].decode("utf-8", "replace"),
+                               detail=f"the JSON array ends early, inside element {index} (line {start_line})")
+                return
+            error = _element_error(raw, whole, start_line)
+            if error is None and not whole:
+                # Too big to check here: let ijson read it once more, and reject it if ijson fails on it again.
+                offset, line, restarted_at = start_at, start_line, start_at
+                continue
+            if error is None:  # a value json accepts and yajl does not (NaN, say)
+                yield ({**base, "index": index}, json.loads(raw))
+            else:
+                yield RawError(loc, error[0], raw[:RAW_KEEP].decode("utf-8", "replace"), detail=error[1])
+            index += 1
+            if scan.peek() == b",":
+                scan.take()
+            # else `]` (ijson then ends the array) or a missing comma (ijson starts at the next element)
+            offset, line, restarted_at = scan.at(), scan.line, None
+
+
+def _element_error(raw: bytes, whole: bool, line: int) -> tuple[str, str] | None:
+    """(reason, detail) when one array element's bytes cannot be read, else None."""
+    if not whole:
+        return ("malformed_json", f"element at line {line} could not be parsed (over {CHECK_LIMIT >> 20} MiB)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return ("invalid_utf8", f"invalid UTF-8 at byte {e.start} of the element at line {line}")
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        return ("malformed_json", f"{e.msg} at line {line + e.lineno - 1} column {e.colno}")
+    return None
 
 
 def iter_csv(path: Path, delimiter: str, header: bool, columns: list[str] | None) -> Iterator[tuple[dict, Any] | RawError]:

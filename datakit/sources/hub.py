@@ -1,5 +1,12 @@
 """Hub datasets: streamed with `datasets`, or read from a local mirror of the same repository.
 
+A dataset whose data files are JSON arrays (OpenHermes-2.5 is one 1.9 GB array) is not given to
+`datasets`: its JSON builder falls back to `json.load` of the whole file for arrays, so memory
+would grow with the file. Those files are resolved the way `datasets` resolves them (same
+configs, splits and data_files), fetched to the Hub cache on disk (or taken from the mirror), and
+read element by element with ijson (`files.iter_json_array`); every other layout keeps streaming
+through `datasets`. Rows carry the same location either way, so records do not change.
+
 `--mirror DIR` maps a Hub id `org/name` to `DIR/org/name`, a folder shaped like the repository
 (what `hf download --repo-type dataset org/name --local-dir DIR/org/name` writes). Before a build
 reads anything, `check_reachable` makes sure every Hub source can be found, so an offline machine
@@ -8,6 +15,8 @@ stops at once with a message that names the source and how to point it at local 
 
 from __future__ import annotations
 
+import functools
+import gzip
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +24,8 @@ from typing import Any
 
 from datakit.errors import SourceError
 from datakit.recipe import Source
+from datakit.sources import files
+from datakit.sources.base import RawError
 
 
 def mirror_path(hub_id: str, mirror: Path | None) -> Path | None:
@@ -72,18 +83,112 @@ def _load(source: Source, config: str | None, mirror: Path | None):
         raise SourceError(f"source {source.name!r}: cannot load {target} (config {config!r}, split {source.split!r}): {first}") from None
 
 
+def _target(source: Source, mirror: Path | None) -> tuple[str, bool]:
+    """What `datasets` loads for the source (mirror folder or Hub id), and whether it is local."""
+    local = mirror_path(source.hub, mirror) if source.hub else None
+    return (str(local), True) if local else (str(source.hub), False)
+
+
+def array_files(source: Source, config: str | None, mirror: Path | None) -> list[str] | None:
+    """The split's data files when every one is a JSON array (`.json` starting with `[`), else None.
+
+    Paths in a mirror, `hf://datasets/...@revision/...` URLs on the Hub, as `datasets` resolves them.
+    """
+    data_files = source.data_files if not isinstance(source.data_files, list) else tuple(source.data_files)
+    return _array_files(source.name, *_target(source, mirror), config, source.split, data_files, source.revision)
+
+
+@functools.lru_cache(maxsize=64)
+def _array_files(name: str, target: str, local: bool, config: str | None, split: str,
+                 data_files: str | tuple[str, ...] | None, revision: str | None) -> list[str] | None:
+    import datasets
+
+    kwargs: dict[str, Any] = {}
+    if data_files is not None:
+        kwargs["data_files"] = list(data_files) if isinstance(data_files, tuple) else data_files
+    if revision and not local:
+        kwargs["revision"] = revision
+    try:
+        builder = datasets.load_dataset_builder(target, config, **kwargs)
+    except Exception as e:  # datasets raises many types; the user needs the source and the reason
+        first = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        raise SourceError(f"source {name!r}: cannot load {target} (config {config!r}, split {split!r}): {first}") from None
+    if builder.name != "json" or getattr(builder.config, "field", None) or not builder.config.data_files:
+        return None
+    found = {str(k): [str(f) for f in v] for k, v in builder.config.data_files.items()}.get(split)
+    if not found or any(files.data_suffix(Path(f)) != ".json" for f in found):
+        return None
+    return found if all(_starts_array(f, local) for f in found) else None
+
+
+def _starts_array(name: str, local: bool) -> bool:
+    """Whether a data file's first non-space character is `[` (reads only its first bytes)."""
+    if local:
+        return files._first_char(Path(name)) == b"["
+    from huggingface_hub import HfFileSystem
+
+    with HfFileSystem().open(name, "rb", block_size=0) as raw:
+        head = gzip.GzipFile(fileobj=raw).read(4096) if name.endswith(".gz") else raw.read(4096)
+    return head.lstrip(files.BOM).lstrip()[:1] == b"["
+
+
+def _local_copy(name: str, local: bool) -> Path:
+    """A data file on disk: itself in a mirror, else downloaded once into the Hub cache (never into memory)."""
+    if local:
+        return Path(name)
+    from huggingface_hub import HfFileSystem, hf_hub_download
+
+    resolved = HfFileSystem().resolve_path(name)
+    return Path(hf_hub_download(resolved.repo_id, resolved.path_in_repo, repo_type="dataset", revision=resolved.revision))
+
+
+def _shard_files(names: list[str], shard: int, shards: int) -> list[str]:
+    """The files of one shard, split into contiguous runs as `IterableDataset.shard` does."""
+    size, extra = divmod(len(names), shards)
+    start = shard * size + min(shard, extra)
+    return names[start : start + size + (shard < extra)]
+
+
 def num_shards(source: Source, config: str | None, mirror: Path | None) -> int:
+    arrays = array_files(source, config, mirror)
+    if arrays is not None:
+        return max(1, len(arrays))
     return max(1, _load(source, config, mirror).num_shards)
 
 
 def iter_hub_rows(source: Source, config: str | None, mirror: Path | None, shard: int, shards: int,
-                  limit: int | None) -> Iterator[tuple[dict, Any]]:
+                  limit: int | None) -> Iterator[tuple[dict, Any] | RawError]:
     """Rows of one shard (a data file) of a Hub dataset, with their position for provenance."""
+    where = {"hub": source.hub, "config": config, "split": source.split, "shard": shard}
+    arrays = array_files(source, config, mirror)
+    if arrays is not None:
+        yield from _iter_array_rows(arrays, *_target(source, mirror), where, shard, shards, limit)
+        return
     ds = _load(source, config, mirror)
     if shards > 1:
         ds = ds.shard(num_shards=shards, index=shard)
-    where = {"hub": source.hub, "config": config, "split": source.split, "shard": shard}
     for n, row in enumerate(ds):
         if limit is not None and n >= limit:
             return
         yield ({**where, "row": n}, row)
+
+
+def _iter_array_rows(names: list[str], target: str, local: bool, where: dict[str, Any], shard: int, shards: int,
+                     limit: int | None) -> Iterator[tuple[dict, Any] | RawError]:
+    """Elements of JSON-array data files, numbered like the rows `datasets` would give (`row` within the shard).
+
+    An unreadable element is a RawError naming the file (its path in the repository), line and index.
+    """
+    n = 0
+    for name in _shard_files(names, shard, shards) if shards > 1 else names:
+        path = _local_copy(name, local)
+        shown = Path(name).relative_to(target).as_posix() if local else name.split("@", 1)[-1].split("/", 1)[-1]
+        for item in files.iter_json_array(path):
+            if limit is not None and n >= limit:
+                return
+            if isinstance(item, RawError):
+                item.loc = {**where, "file": shown, "line": item.loc.get("line"), "index": item.loc["index"]}
+                yield item
+            else:
+                yield ({**where, "row": n}, item[1])
+            n += 1
