@@ -5,10 +5,13 @@ output_dir/checkpoint-<step>/
                       (each FSDP rank writes its own shards; DDP and a single process write one copy)
     scheduler.pt      learning-rate schedule position
     rng-<rank>.pt     Python, NumPy, torch CPU and CUDA generator states of every rank (dropout draws)
-    state.json        step, data position (epoch, row), world size, the config
+    state.json        step, data position (epoch, row), world size, the config, and the run's data identity
+                      (`guard`: data fingerprint, seq_len, packing, seed, language mix, rows per step)
 A checkpoint is written to checkpoint-<step>.tmp and renamed when every rank has finished, so a run killed while
 saving leaves only complete checkpoints behind; resume takes the highest complete step.
 The data position needs no saved iterator: the rows of step s are a pure function of (seed, s) (data.Batches).
+That holds only for the same rows: resume refuses a run whose guard differs, and says what changed. Splitting the
+same rows per step differently (batch_size x grad_accum) is allowed: it gives the same gradients.
 """
 
 from __future__ import annotations
@@ -91,13 +94,27 @@ def save_checkpoint(output_dir: Path, step: int, module: torch.nn.Module, optimi
     return final
 
 
-def load_checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                    rank: int, world: int) -> dict[str, Any]:
-    """Collective. Restores weights, optimizer, schedule and this rank's RNG; returns state.json."""
-    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+def check_resumable(path: Path, state: dict[str, Any], world: int, guard: dict[str, Any]) -> None:
+    """Refuse to continue a checkpoint whose step s would train on other rows than it did, naming what changed."""
     if state.get("world_size", world) != world:
         raise SystemExit(f"{path} was written by {state['world_size']} ranks; resume with the same number "
                          f"(now {world}): the data position and RNG streams are per rank")
+    saved = state.get("guard")
+    if saved is None:  # written before the guard existed
+        return
+    now = json.loads(json.dumps(guard))
+    changed = [f"{key} {saved.get(key)!r} -> {value!r}" for key, value in now.items() if saved.get(key) != value]
+    if changed:
+        raise SystemExit(f"cannot resume from {path}: changed since it was written: {'; '.join(changed)}. "
+                         "Step s would train on other rows than it did; restore those settings or start a new "
+                         "output_dir")
+
+
+def load_checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                    rank: int, world: int, guard: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Collective. Restores weights, optimizer, schedule and this rank's RNG; returns state.json."""
+    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    check_resumable(path, state, world, guard or {})
     model_sd, optim_sd = get_state_dict(module, optimizer, options=_OPTIONS)
     loaded = {"model": model_sd, "optim": optim_sd}
     dcp.load(loaded, checkpoint_id=str(path / "train_state"))

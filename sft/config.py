@@ -29,6 +29,11 @@ class Config:
     data: str = ""  # datakit output folder or Hub dataset id
     mirror: str = ""  # local mirror of Hub datasets, as datakit's --mirror: Hub id org/name is read from DIR/org/name
     configs: list[str] = field(default_factory=lambda: ["default"])  # dataset configs: languages, or default = all
+    # Language mix of the training examples (the `lang` column), the rule of datakit's balance: p ~ n^(1/T) over the
+    # languages' example counts n; `language_weights` (lang: weight) sets p ~ weight instead. T = 1 and no weights:
+    # the data as it is. An epoch keeps its size; a language above its share is subsampled, one below is repeated.
+    sampling_temperature: float = 1.0
+    language_weights: dict[str, float] = field(default_factory=dict)
     template: str = "auto"  # auto | model | bayling | bayling3 | path/to/template.jinja
     system_prompt: str | None = None  # None: the template's own default (BayLing's for bayling*); "": none
     method: str = "lora"  # lora | full
@@ -59,11 +64,15 @@ class Config:
 
     # --- runtime
     precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp32) | bf16 | fp32
-    attn_implementation: str = "auto"  # auto | flash_attention_2 | flash_attention_3 | flex_attention | sdpa | eager
+    # auto: on a GPU flash_attention_2 (flash-attn installed), else torch_varlen (torch's own FlashAttention kernels),
+    # else flex_attention; sdpa on the CPU. sdpa/eager build a dense (B, 1, L, L) mask for packed rows.
+    attn_implementation: str = "auto"  # auto | flash_attention_2 | flash_attention_3 | torch_varlen | flex_attention | sdpa | eager
     grad_checkpointing: bool = False
     distributed: str = "ddp"  # under torchrun: ddp | fsdp
     compile: bool = False  # torch.compile each decoder layer
     seed: int = 42
+    tokenize_timeout_s: int = 14400  # how long a process waits for another one tokenizing the same split (file lock)
+    dist_timeout_s: int = 1800  # collectives under torchrun (tokenizing happens before the process group exists)
 
     # --- evaluation
     eval_every: int = 0  # steps; 0 = only at the end
@@ -76,7 +85,7 @@ class Config:
     output_dir: str = "runs/sft"
     save_every: int = 0  # steps; 0 = only at the end; -1 = never save anything (benchmarks, dry runs)
     keep_checkpoints: int = 2
-    log_every: int = 1
+    log_every: int = 10  # a logged step waits for the GPU (loss, grad norm); the others never do
     tensorboard: bool = False  # also write TensorBoard events (needs the tensorboard package)
     cache_dir: str = ""  # tokenized-data cache; "" = $SFT_CACHE_DIR or ~/.cache/datakit/sft
     peak_tflops: float = 0.0  # per device, for MFU; 0 = look up the GPU model
@@ -102,6 +111,11 @@ class Config:
                 raise ConfigError(f"'{key}' must not be negative; got {getattr(self, key)}")
         if self.max_steps == 0 and self.epochs <= 0:
             raise ConfigError("set 'max_steps' > 0 or 'epochs' > 0")
+        if self.sampling_temperature <= 0:
+            raise ConfigError(f"'sampling_temperature' must be positive; got {self.sampling_temperature}")
+        bad = {k: w for k, w in self.language_weights.items() if w < 0}
+        if bad or (self.language_weights and not any(self.language_weights.values())):
+            raise ConfigError(f"'language_weights' must be >= 0 and not all 0; got {self.language_weights}")
         if self.lr <= 0:
             raise ConfigError(f"'lr' must be positive; got {self.lr}")
         if not self.configs:
@@ -115,7 +129,8 @@ class Config:
 CHOICES = {
     "method": ("lora", "full"),
     "precision": ("auto", "bf16", "fp32"),
-    "attn_implementation": ("auto", "flash_attention_2", "flash_attention_3", "flex_attention", "sdpa", "eager"),
+    "attn_implementation": ("auto", "flash_attention_2", "flash_attention_3", "torch_varlen", "flex_attention", "sdpa",
+                            "eager"),
     "distributed": ("ddp", "fsdp"),
 }
 TEMPLATES = ("auto", "model", "bayling", "bayling3")
@@ -132,6 +147,14 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
         origin, args = typing.get_origin(hint), typing.get_args(hint)
     want = getattr(hint, "__name__", str(hint))
     try:
+        if origin is dict:  # YAML mapping, or "swh_Latn=2,yor_Latn=1" on the command line
+            if isinstance(value, str):
+                text = value.strip()
+                value = yaml.safe_load(text) if text.startswith("{") else dict(
+                    (k.strip(), v) for k, _, v in (part.partition("=") for part in text.split(",") if part.strip()))
+            if not isinstance(value, dict):
+                raise TypeError
+            return {str(k): _coerce(key, args[1], v) for k, v in value.items()}
         if origin is list:
             if isinstance(value, str):
                 value = yaml.safe_load(value) if value.strip().startswith("[") else value.split(",")

@@ -4,16 +4,21 @@
    README.md lists the configs) or a Hub dataset repository (only those files are downloaded).
 2. `load_tokenized`: stream the rows, tokenize with the chat format (`templates`), keep ids + a trained flag per
    token. The result is cached on disk under a key of (tokenizer, template, files, split): a second run, or
-   another seq_len, reads it back instead of tokenizing again.
-3. `TokenizedSet.truncated` / `pack`: cut examples to seq_len, then pack them into rows of at most seq_len tokens
-   (best-fit decreasing, deterministic).
+   another seq_len, reads it back instead of tokenizing again. Processes that want the same split take turns on a
+   file lock: the first tokenizes, the others read its cache. No collective is involved (under torchrun this runs
+   before the process group exists), so a long tokenization cannot hit a collective timeout.
+3. `TokenizedSet.truncated` / `language_mix` / `pack`: cut examples to seq_len, resample languages (p ~ n^(1/T) or
+   by weights), then pack them into rows of at most seq_len tokens (best-fit decreasing, deterministic).
 4. `Batches`: the rows of optimizer step s are a pure function of (seed, s), which is what makes resume exact.
 5. `collate`: tensors for a micro-batch; position ids restart at every example, `segment_ids` say which
-   example a token belongs to (for the attention mask), the first label of every example is masked.
+   example a token belongs to (for the attention mask), the first label of every example is masked. The labelled
+   positions and their target ids are listed on the host, so the loss never asks the GPU how many there are.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import fnmatch
 import hashlib
 import json
@@ -32,7 +37,7 @@ import yaml
 
 from sft.templates import ChatFormat, tokenize_conversations
 
-CACHE_VERSION = "sft-tokens-1"
+CACHE_VERSION = "sft-tokens-2"  # 2: labels from character offsets of one rendering
 IGNORE = -100
 
 
@@ -170,6 +175,10 @@ class TokenizedSet:
         cum = np.concatenate([[0], np.cumsum(self.trained, dtype=np.int64)])
         return cum[self.starts + self.lengths] - cum[self.starts]
 
+    def target_counts(self) -> np.ndarray:
+        """Loss targets per example: its trained tokens, less the first (never predicted from a previous example)."""
+        return self.trained_counts() - self.trained[self.starts].astype(np.int64)
+
     def truncated(self, seq_len: int) -> tuple[TokenizedSet, dict[str, int]]:
         """Cut every example to seq_len tokens; drop those left with nothing to train."""
         cut = TokenizedSet(self.ids, self.trained, self.starts, np.minimum(self.lengths, seq_len), self.rows,
@@ -240,28 +249,102 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SFT_CACHE_DIR") or Path.home() / ".cache" / "datakit" / "sft")
 
 
-def load_tokenized(files: DatasetFiles, split: str, tokenizer: Any, fmt: ChatFormat, cache_dir: Path,
-                   is_builder: bool = True, wait: Any = None, log: Any = print) -> tuple[TokenizedSet, bool]:
-    """The tokenized split, from the cache when it has it. Returns (set, whether it came from the cache).
-
-    Only `is_builder` (local rank 0) tokenizes; the others call `wait()` (a barrier) and read the cache.
-    """
-    key = hashlib.sha256(json.dumps({
+def cache_key(files: DatasetFiles, split: str, tokenizer: Any, fmt: ChatFormat) -> str:
+    """What the tokens of a split depend on: tokenizer, template, the files' contents. Also the run's data identity
+    (a resumed run refuses another)."""
+    return hashlib.sha256(json.dumps({
         "version": CACHE_VERSION, "tokenizer": tokenizer_fingerprint(tokenizer), "template": fmt.source,
         "files": files.fingerprint(split), "split": split}).encode()).hexdigest()[:24]
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, timeout_s: float, what: str, poll_s: float = 0.2) -> Iterator[None]:
+    """Hold an exclusive lock on `path`, waiting at most timeout_s. flock is released by the kernel when its holder
+    dies, so a killed run leaves no stale lock behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    with open(path, "a+") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise DataError(f"waited {timeout_s:g} s for {path}: another process is still {what}; "
+                                    "raise tokenize_timeout_s, or tokenize once beforehand (one process)") from None
+                time.sleep(poll_s)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def load_tokenized(files: DatasetFiles, split: str, tokenizer: Any, fmt: ChatFormat, cache_dir: Path,
+                   timeout_s: float = 14400, log: Any = print) -> tuple[TokenizedSet, bool]:
+    """The tokenized split, from the cache when it has it. Returns (set, whether it came from the cache).
+
+    Every process may call this at the same time: they take turns on a file lock in the cache folder; the first
+    tokenizes, the others find its result. Waiting longer than timeout_s is an error that says why.
+    """
+    key = cache_key(files, split, tokenizer, fmt)
     folder = Path(cache_dir) / key
     hit = (folder / "meta.json").is_file()
-    if not hit and is_builder:
-        log(f"tokenizing {split} ({len(files.splits[split])} files) with template {fmt.name!r} -> {folder}")
-        tset = tokenize_files(files.splits[split], tokenizer, fmt, log)
-        tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-        tset.save(tmp, {"split": split, "template": fmt.name, "files": [str(p) for p in files.splits[split]],
-                        "tokenizer": getattr(tokenizer, "name_or_path", ""), "examples": len(tset)})
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-    if wait is not None:
-        wait()
+    if not hit:
+        with file_lock(Path(cache_dir) / ".locks" / key, timeout_s, f"tokenizing {split} into {folder}"):
+            hit = (folder / "meta.json").is_file()  # tokenized by whoever held the lock before us
+            if not hit:
+                log(f"tokenizing {split} ({len(files.splits[split])} files) with template {fmt.name!r} -> {folder}")
+                tset = tokenize_files(files.splits[split], tokenizer, fmt, log)
+                tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+                tset.save(tmp, {"split": split, "template": fmt.name, "files": [str(p) for p in files.splits[split]],
+                                "tokenizer": getattr(tokenizer, "name_or_path", ""), "examples": len(tset)})
+                shutil.rmtree(folder, ignore_errors=True)
+                os.replace(tmp, folder)
     return TokenizedSet.load(folder), hit
+
+
+# ---------------------------------------------------------------- 3a. language mix
+
+
+def _largest_remainder(total: int, weights: dict[str, float]) -> dict[str, int]:
+    """Integers in proportion to weights that sum to total exactly (ties: the order of `weights`)."""
+    norm = sum(weights.values())
+    exact = {k: total * w / norm for k, w in weights.items()}
+    out = {k: int(v) for k, v in exact.items()}
+    for k in sorted(exact, key=lambda k: out[k] - exact[k])[:total - sum(out.values())]:
+        out[k] += 1
+    return out
+
+
+def language_mix(tset: TokenizedSet, temperature: float, weights: dict[str, float], seed: int
+                 ) -> tuple[TokenizedSet, dict[str, dict[str, float]]]:
+    """Resample the examples' languages, datakit balance's rule: p ~ n^(1/T) (T = 1: as they are, T > 1: flatter),
+    or p ~ weights[lang] when weights are given (a language without a weight gets none). The epoch keeps its number
+    of examples; a language above its share keeps a seeded subset, one below repeats all its examples, then a
+    seeded subset. Returns the examples and the mix per language (available, share, sampled)."""
+    counts = {lang: int(n) for lang, n in zip(tset.langs, np.bincount(tset.lang_ids, minlength=len(tset.langs)),
+                                              strict=True) if n}
+    if weights:
+        unknown = sorted(set(weights) - set(counts))
+        if unknown:
+            raise DataError(f"language_weights names {', '.join(unknown)}, which the training data does not have "
+                            f"(it has: {', '.join(sorted(counts))})")
+        raw = {lang: float(weights.get(lang, 0.0)) for lang in counts}
+    else:
+        raw = {lang: n ** (1.0 / temperature) for lang, n in counts.items()}
+    total = sum(counts.values())
+    quotas = _largest_remainder(total, raw) if (weights or temperature != 1.0) else counts
+    rng = np.random.default_rng([seed, 7])
+    picked = []
+    for lang_id, lang in enumerate(tset.langs):
+        if lang not in counts:
+            continue
+        mine = rng.permutation(np.flatnonzero(tset.lang_ids == lang_id))
+        rounds, rest = divmod(quotas[lang], len(mine))
+        picked += [*([mine] * rounds), mine[:rest]]
+    mix = {lang: {"available": counts[lang], "share": round(quotas[lang] / total, 6), "sampled": quotas[lang]}
+           for lang in counts}
+    return tset.take(np.sort(np.concatenate(picked))), mix
 
 
 # ---------------------------------------------------------------- 3. packing
@@ -333,51 +416,78 @@ class Batches:
         """(epoch, index of the step's first row in that epoch's order)."""
         return step // self.steps_per_epoch, (step % self.steps_per_epoch) * self.per_step
 
-    def micro_batches(self, step: int) -> list[list[np.ndarray]]:
+    def step_rows(self, step: int) -> list[np.ndarray]:
+        """Every row of the step, all ranks' (each rank can count the step's targets without asking the others)."""
         epoch, start = self.position(step)
-        mine = self.order(epoch)[start:start + self.per_step]
+        return [self.rows[j] for j in self.order(epoch)[start:start + self.per_step]]
+
+    def micro_batches(self, step: int) -> list[list[np.ndarray]]:
         per_rank = self.batch_size * self.grad_accum
-        mine = mine[self.rank * per_rank:(self.rank + 1) * per_rank]
-        return [[self.rows[j] for j in mine[a * self.batch_size:(a + 1) * self.batch_size]]
-                for a in range(self.grad_accum)]
+        mine = self.step_rows(step)[self.rank * per_rank:(self.rank + 1) * per_rank]
+        return [mine[a * self.batch_size:(a + 1) * self.batch_size] for a in range(self.grad_accum)]
 
 
 # ---------------------------------------------------------------- 5. tensors
 
 
-def collate(tset: TokenizedSet, rows: list[np.ndarray], pad_id: int, flatten: bool = False,
-            multiple_of: int = 8) -> dict[str, Any]:
-    """A micro-batch: input_ids, labels (HF convention, unshifted), position_ids, segment_ids, example_lengths,
-    and counts: tokens (real), slots (real + padding), targets (tokens the loss is taken on).
+def row_width(needed: int, cap: int, multiple: int = 8) -> int:
+    """The width to pad `needed` tokens to: the cap (seq_len; rows x seq_len for a flattened batch) once more than
+    half of it is needed, else the next power of two. Packed rows are nearly full, so nearly every step has the one
+    shape: torch.compile compiles a handful of shapes once, and the allocator reuses the same blocks."""
+    width = cap if needed > cap // 2 else 1 << max(needed - 1, 0).bit_length()
+    width = max(width, needed)
+    return -(-width // multiple) * multiple
 
-    flatten=True (FlashAttention varlen) puts every example of every row in one row without padding.
-    Otherwise rows are padded to a common length; padding is segment -1, labelled -100.
+
+def collate(tset: TokenizedSet, rows: list[np.ndarray], pad_id: int, flatten: bool = False,
+            width: int | None = None) -> dict[str, Any]:
+    """A micro-batch: input_ids, labels (HF convention, unshifted), position_ids, segment_ids, example_lengths,
+    target_positions / target_ids / target_langs (every labelled position of the flattened batch, the token it
+    predicts, its example's language id), and counts: tokens (real), slots (real + padding), targets.
+
+    flatten=True (varlen kernels) puts every example of every row in one row, plus cu_seq_lens and max_length.
+    Rows are padded to `width` (default: just what they need); padding is segment -1, labelled -100, its own
+    sequence (position ids from 0, in cu_seq_lens too), so it attends only to padding.
     """
-    per_row: list[list[tuple[np.ndarray, np.ndarray]]] = [[tset.example(int(i)) for i in row] for row in rows]
+    per_row = [[(*tset.example(int(i)), int(tset.lang_ids[i])) for i in row] for row in rows]
     if flatten:
         per_row = [[ex for row in per_row for ex in row]]
-    width = max(sum(len(ids) for ids, _ in row) for row in per_row)
-    width = -(-width // multiple_of) * multiple_of if not flatten else width
+    needed = max(sum(len(ids) for ids, _, _ in row) for row in per_row)
+    width = needed if width is None else width
+    if width < needed:
+        raise ValueError(f"rows of {needed} tokens do not fit width {width}")
     shape = (len(per_row), width)
     input_ids = np.full(shape, pad_id, dtype=np.int64)
     labels = np.full(shape, IGNORE, dtype=np.int64)
     position_ids = np.zeros(shape, dtype=np.int64)
     segment_ids = np.full(shape, -1, dtype=np.int64)
+    token_langs = np.full(shape, -1, dtype=np.int64)
     example_lengths: list[int] = []
     for b, row in enumerate(per_row):
         t = 0
-        for k, (ids, trained) in enumerate(row):
+        for k, (ids, trained, lang) in enumerate(row):
             n = len(ids)
             input_ids[b, t:t + n] = ids
             labels[b, t:t + n] = np.where(trained, ids, IGNORE)
             labels[b, t] = IGNORE  # never predict an example's first token from the previous example
             position_ids[b, t:t + n] = np.arange(n)
             segment_ids[b, t:t + n] = k
+            token_langs[b, t:t + n] = lang
             example_lengths.append(n)
             t += n
         position_ids[b, t:] = np.arange(width - t)  # padding: its own sequence, attends only to padding
+    shifted = np.full(shape, IGNORE, dtype=np.int64)
+    shifted[:, :-1] = labels[:, 1:]  # position t predicts token t + 1
+    positions = np.flatnonzero(shifted != IGNORE)
     real = sum(example_lengths)
-    return {"input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels),
-            "position_ids": torch.from_numpy(position_ids), "segment_ids": torch.from_numpy(segment_ids),
-            "example_lengths": example_lengths, "tokens": real, "slots": shape[0] * shape[1],
-            "targets": int((labels[:, 1:] != IGNORE).sum())}
+    batch = {"input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels),
+             "position_ids": torch.from_numpy(position_ids), "segment_ids": torch.from_numpy(segment_ids),
+             "target_positions": torch.from_numpy(positions), "target_ids": torch.from_numpy(shifted.ravel()[positions]),
+             "target_langs": torch.from_numpy(token_langs.ravel()[positions]),
+             "example_lengths": example_lengths, "tokens": real, "slots": shape[0] * shape[1],
+             "targets": len(positions)}
+    if flatten:
+        sequences = example_lengths + ([width - real] if width > real else [])
+        batch["cu_seq_lens"] = torch.from_numpy(np.concatenate([[0], np.cumsum(sequences)]).astype(np.int32))
+        batch["max_length"] = max(sequences)
+    return batch

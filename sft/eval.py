@@ -14,21 +14,27 @@ from sft.templates import ChatFormat
 
 
 @torch.no_grad()
-def eval_loss(module: torch.nn.Module, batches: list[dict[str, Any]], forward: Callable[[dict], torch.Tensor],
-              all_reduce: Callable[[torch.Tensor], torch.Tensor], device: torch.device) -> tuple[float, int]:
-    """Mean loss over every target token of the eval set. Each rank passes its batches (same count on every rank:
-    FSDP needs every rank in every forward); a batch with `"weight": 0` runs but is not counted."""
+def eval_loss(module: torch.nn.Module, batches: list[dict[str, Any]], forward: Callable[..., torch.Tensor],
+              all_reduce: Callable[[torch.Tensor], torch.Tensor], device: torch.device, langs: list[str]
+              ) -> dict[str, Any]:
+    """Mean loss over every target token of the eval set, and per language (of the example a token belongs to).
+    Each rank passes its batches (same count on every rank: FSDP needs every rank in every forward); a batch with
+    `"weight": 0` runs but is not counted. One all-reduce at the end."""
     module.eval()
-    total = torch.zeros(2, dtype=torch.float64, device=device)
+    n = len(langs)
+    loss_sums = torch.zeros(n, dtype=torch.float64, device=device)
+    counts = np.zeros(n, dtype=np.float64)  # targets per language, known on the host
     for batch in batches:
-        loss_sum = forward(batch)
+        token_losses = forward(batch, per_token=True)
         if batch.get("weight", 1):
-            total += torch.stack([loss_sum.double(), torch.tensor(float(batch["targets"]), device=device,
-                                                                   dtype=torch.float64)])
+            loss_sums.index_add_(0, batch["target_langs"].to(device), token_losses.double())
+            counts += np.bincount(batch["target_langs"].numpy(), minlength=n)
     module.train()
-    total = all_reduce(total)
-    loss, tokens = total.tolist()
-    return (loss / tokens if tokens else float("nan")), int(tokens)
+    total = all_reduce(torch.cat([loss_sums, torch.from_numpy(counts).to(device)])).tolist()
+    sums, tokens = total[:n], total[n:]
+    by_lang = {lang: s / c for lang, s, c in zip(langs, sums, tokens, strict=True) if c}
+    return {"eval_loss": sum(sums) / sum(tokens) if sum(tokens) else float("nan"), "eval_tokens": int(sum(tokens)),
+            "eval_loss_by_lang": by_lang}
 
 
 def translation_pairs(files: list[Path], per_lang: int, seed: int, rows: np.ndarray | None = None

@@ -6,11 +6,14 @@ Training FLOPs of a step (forward + backward, no recomputation counted):
   The lm_head (hidden x vocab) counts only for labelled tokens, the only ones projected (see model.CausalLMLoss).
 - attention scores and values: for an example of s tokens, QK^T and AV cost 2 * 2 * s^2/2 * heads * head_dim per
   layer forward (causal: half the square), times 3 for training. Packed examples count their own s, not the row's.
+The other convention, "6N" (`six_n`): 6 x (decoder + lm_head weights) per token, attention and LoRA ignored, the
+head counted for every token. It is what most papers and trainers report; both are logged (`mfu`, `mfu_6n`).
 """
 
 from __future__ import annotations
 
 import json
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -42,6 +45,10 @@ class FlopCounter:
         per_layer = 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim + 3 * hidden * ffn
         return cls(body_params=layers * per_layer, head_params=hidden * config.vocab_size,
                    attn_width=heads * head_dim, layers=layers, adapter_params=adapter_params, lora=lora)
+
+    def six_n(self, tokens: int) -> float:
+        """The 6N convention's training FLOPs for `tokens` tokens."""
+        return 6.0 * (self.body_params + self.head_params) * tokens
 
     def step_flops(self, example_lengths: list[int], target_tokens: int) -> float:
         tokens = sum(example_lengths)
@@ -154,13 +161,20 @@ class MetricsWindow:
                                          for x in (self.targets, self.tokens, self.slots, self.step_flops))])
         loss, targets, tokens, slots, step_flops = self.all_reduce(sums).tolist()
         elapsed = time.perf_counter() - self.start
+        per_device = elapsed * self.world
         record = {"step": step, "loss": loss / max(targets, 1), "lr": lr,
                   "tokens_per_s": tokens / elapsed, "target_tokens": int(targets),
                   "padding_efficiency": tokens / max(slots, 1), "grad_norm": float(grad_norm),
-                  "tflops_per_device": step_flops / elapsed / self.world / 1e12,
-                  "mfu": step_flops / elapsed / self.world / self.peak if self.peak else None,
-                  "epoch": epoch}
-        if self.device.type == "cuda":
-            record["peak_mem_gb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2)
+                  "tflops_per_device": step_flops / per_device / 1e12,
+                  "mfu": step_flops / per_device / self.peak if self.peak else None,
+                  "mfu_6n": self.flops.six_n(tokens) / per_device / self.peak if self.peak else None,
+                  "epoch": epoch, **peak_memory(self.device)}
         self.reset()
         return record
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """The run's peak so far: GPU memory allocated by torch, or on the CPU the process's peak resident size."""
+    if device.type == "cuda":
+        return {"peak_mem_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)}
+    return {"peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}

@@ -7,12 +7,14 @@ A format is a Jinja chat template: the model's own (`tokenizer.chat_template`), 
 - `bayling3` (Llama-3 header format): `<|begin_of_text|><|start_header_id|>system<|end_header_id|>\\n\\n{system}
              <|eot_id|><|start_header_id|>user<|end_header_id|>\\n\\n{user}<|eot_id|>` ... `{answer}<|eot_id|>`.
 
-Labels come from rendering the conversation turn by turn: for each assistant message i, the text
+Labels come from character offsets of one rendering. For each assistant message i, the text
 `render(messages[:i], add_generation_prompt)` is prompt and the rest of `render(messages[:i+1])` is the answer
-(its content plus the end-of-turn token). Each piece is tokenized on its own, exactly as at inference the prompt is
-tokenized and the answer generated, so label boundaries never fall inside a token. Every assistant turn of a
-multi-turn conversation is trained. The template writes BOS itself; pieces are tokenized without special tokens,
-so BOS is never doubled.
+(its content plus the end-of-turn token): that gives the answers' character spans in the full rendering. The full
+text is tokenized once (as the model reads it), and a token is trained when its first character lies in an answer
+span. Tokenizing the pieces one by one instead would tokenize each answer as the start of a text: with a
+SentencePiece vocabulary (Metaspace, prepend_scheme "first": Llama-2, Mistral) every answer would then begin with
+a stray "▁" token the model never sees in context. Every assistant turn of a multi-turn conversation is trained.
+The template writes BOS itself; the text is tokenized without special tokens, so BOS is never doubled.
 """
 
 from __future__ import annotations
@@ -164,22 +166,39 @@ def conversation_pieces(fmt: ChatFormat, tokenizer: Any, messages: list[dict]) -
     return pieces
 
 
+def _trained_flags(offsets: list[tuple[int, int]], pieces: list[tuple[str, bool]]) -> list[bool]:
+    """A token is trained when its first character lies in a trained piece (of the pieces' concatenation)."""
+    bounds, trained, t = [], [], 0
+    for text, is_trained in pieces:
+        t += len(text)
+        bounds.append(t)
+        trained.append(is_trained)
+    flags = []
+    k = 0
+    for start, _ in offsets:
+        while k < len(bounds) - 1 and start >= bounds[k]:
+            k += 1
+        flags.append(trained[k])
+    return flags
+
+
 def tokenize_conversations(fmt: ChatFormat, tokenizer: Any, conversations: list[list[dict]]
                            ) -> list[tuple[list[int], list[bool]]]:
     """Token ids and a trained-flag per token for each conversation (empty for one with no assistant turn)."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise TemplateError("labels come from character offsets, which only fast (Rust) tokenizers give; "
+                            "load the model's tokenizer.json (AutoTokenizer with use_fast=True)")
     all_pieces = [conversation_pieces(fmt, tokenizer, msgs) for msgs in conversations]
-    flat = [text for pieces in all_pieces for text, _ in pieces]
-    encoded = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+    texts = ["".join(text for text, _ in pieces) for pieces in all_pieces]
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True) if texts else None
     bos = getattr(tokenizer, "bos_token_id", None)
-    out, k = [], 0
-    for pieces in all_pieces:
-        ids: list[int] = []
-        trained: list[bool] = []
-        for _, is_trained in pieces:
-            ids += encoded[k]
-            trained += [is_trained] * len(encoded[k])
-            k += 1
+    out = []
+    for k, pieces in enumerate(all_pieces):
+        if not pieces:
+            out.append(([], []))
+            continue
+        ids = list(encoded["input_ids"][k])
         if bos is not None and len(ids) > 1 and ids[0] == bos and ids[1] == bos:
             raise TemplateError(f"template {fmt.name!r} starts with BOS twice; the model would train on a double BOS")
-        out.append((ids, trained))
+        out.append((ids, _trained_flags(encoded["offset_mapping"][k], pieces)))
     return out

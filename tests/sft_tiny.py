@@ -159,7 +159,7 @@ def train_config(tiny: Tiny, data: Path, tmp: Path, **overrides: Any):
                 "cache_dir": str(tmp / "cache"), "precision": "fp32", "seq_len": 128, "batch_size": 4,
                 "grad_accum": 1, "lr": 3e-3, "max_steps": 6, "method": "lora", "lora_r": 8, "lora_alpha": 16,
                 "lora_dropout": 0.0, "warmup_steps": 1, "template": "model", "attn_implementation": "sdpa",
-                "seed": 7}
+                "seed": 7, "log_every": 1}
     settings.update(overrides)
     return load_config(None, settings)
 

@@ -64,3 +64,16 @@ def test_example_configs_are_valid():
     for name in names:
         cfg = parse_args(["--config", str(folder / name)])
         assert cfg.model and cfg.data
+
+
+def test_language_weights_from_yaml_or_the_command_line(cfg_file, tmp_path):
+    cfg = parse_args(["--config", str(cfg_file), "--language_weights", "swh_Latn=2,yor_Latn=0.5"])
+    assert cfg.language_weights == {"swh_Latn": 2.0, "yor_Latn": 0.5}
+    mapping = tmp_path / "mix.yaml"
+    mapping.write_text("model: m\ndata: d\nlanguage_weights: {swh_Latn: 3}\nsampling_temperature: 2\n")
+    cfg = parse_args(["--config", str(mapping)])
+    assert cfg.language_weights == {"swh_Latn": 3.0} and cfg.sampling_temperature == 2.0
+    with pytest.raises(ConfigError, match="'language_weights' expects"):
+        parse_args(["--config", str(cfg_file), "--language_weights", "swh_Latn=lots"])
+    with pytest.raises(ConfigError, match="'language_weights' must be >= 0"):
+        parse_args(["--config", str(cfg_file), "--language_weights", "swh_Latn=-1"])

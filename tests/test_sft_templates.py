@@ -144,3 +144,48 @@ def test_unusable_templates_are_refused(tiny, tmp_path):
                      "{% if m['role'] == 'assistant' %}</s>{% endif %}{% endfor %}")
     with pytest.raises(TemplateError, match="BOS twice"):
         tokenize_conversations(resolve_format(str(twice), tok), tok, [TWO_TURNS[:2]])
+
+
+def sentencepiece_style_tokenizer(folder):
+    """Llama-2 / Mistral style: BPE over Metaspace(prepend_scheme="first", split=False), where a text's first word
+    gets a "▁" prefix; trained offline on BayLing renderings of tiny conversations."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    texts = [f"{BAYLING_SYSTEM}\n\n### Instruction:\n{' '.join(WORDS[i:i + 6])}\n### Response:\n"
+             f"{' '.join(WORDS[i + 3:i + 8])}" for i in range(len(WORDS) - 8)] * 3
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>",
+                                                                                      "<pad>"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+    fast.save_pretrained(folder)
+    return fast
+
+
+def test_sentencepiece_answers_are_trained_as_they_appear_in_context(tmp_path):
+    """Labels from character offsets of the one rendering: the trained tokens spell exactly each answer and its
+    </s>, with no stray "▁" that tokenizing the answer on its own would put in front of it."""
+    tok = sentencepiece_style_tokenizer(tmp_path)
+    fmt = resolve_format("bayling", tok)
+    ids, trained = tokenize_conversations(fmt, tok, [TWO_TURNS])[0]
+    assert ids == tok(fmt.render(tok, TWO_TURNS), add_special_tokens=False)["input_ids"]  # the text as the model reads it
+
+    def spelled(token_ids):  # the tokens' own text: "▁" is a space, nothing stripped (decode() would hide a "▁")
+        return "".join(tok.convert_ids_to_tokens(token_ids)).replace("▁", " ")
+
+    turns, current = [], []
+    for i, t in zip(ids, trained, strict=True):
+        if t:
+            current.append(i)
+        elif current:
+            turns.append(current)
+            current = []
+    turns.append(current) if current else None
+    assert [spelled(t) for t in turns] == ["habari ya leo</s>", "jina</s>"]
+    assert [tok.decode(t) for t in turns] == ["habari ya leo</s>", "jina</s>"]
+    # what the old way (each piece tokenized alone) trained: the answer as the start of a text, "▁" in front
+    alone = tok("habari ya leo</s>", add_special_tokens=False)["input_ids"]
+    assert spelled(alone) == " habari ya leo</s>" and alone != turns[0]

@@ -79,12 +79,38 @@ def test_full_run_learns_on_a_datakit_shard(tiny, datakit_shard, tmp_path, one_t
     assert (tmp_path / "run" / "final" / "chat_template.jinja").read_text().count("### Instruction") >= 1
 
 
-def test_validation_split_and_chrf_per_language(tiny, synthetic_shard, tmp_path, one_thread):
+def test_validation_split_chrf_and_loss_per_language_with_a_language_mix(tiny, synthetic_shard, tmp_path, one_thread):
     records = train(train_config(tiny, synthetic_shard, tmp_path, max_steps=4, eval_every=2, chrf_samples=2,
-                                 chrf_max_new_tokens=4))
-    evals = [r for r in records if "eval_loss" in r]
+                                 chrf_max_new_tokens=4, sampling_temperature=3.0, log_every=2))
+    evals = [r for r in read_metrics(tmp_path / "run") if "eval_loss" in r]
     assert [r["step"] for r in evals] == [2, 4]
     assert set(evals[-1]["chrf"]) == {"swh_Latn", "yor_Latn"}
+    by_lang = evals[-1]["eval_loss_by_lang"]  # beside the global one, in metrics.jsonl
+    assert set(by_lang) == {"swh_Latn", "yor_Latn"} and min(by_lang.values()) <= evals[-1]["eval_loss"] <= max(
+        by_lang.values())
+    assert [r["step"] for r in records if "loss" in r] == [2, 4]  # log_every: the other steps never wait for a sync
+    run = json.loads((tmp_path / "run" / "run_config.json").read_text())
+    assert run["config"]["sampling_temperature"] == 3.0 and run["attention"] == "sdpa"
+    mix = run["language_mix"]  # 96 swh_Latn vs 64 yor_Latn examples, flattened towards equal by T = 3
+    assert mix["swh_Latn"]["available"] > mix["swh_Latn"]["sampled"] and mix["yor_Latn"]["sampled"] > 64
+    assert "peak_rss_gb" in records[-1] and records[-1]["run_seconds"] > 0  # the run's peak memory, logged
+
+
+def test_resume_refuses_other_data_seq_len_or_rows_per_step_and_names_them(tiny, synthetic_shard, tmp_path):
+    train(train_config(tiny, synthetic_shard, tmp_path, max_steps=2, batch_size=4, save_every=2))
+
+    def again(**changed):
+        settings = {"max_steps": 3, "batch_size": 4, "save_every": 2, "resume": True, **changed}
+        return train(train_config(tiny, synthetic_shard, tmp_path, **settings))
+
+    with pytest.raises(SystemExit, match=r"changed since it was written: seq_len 128 -> 256"):
+        again(seq_len=256)
+    with pytest.raises(SystemExit, match=r"rows_per_step 4 -> 8"):
+        again(batch_size=8)
+    with pytest.raises(SystemExit, match=r"data '\w+' -> '\w+'; .*sampling_temperature 1.0 -> 2.0"):
+        again(configs=["swh_Latn"], sampling_temperature=2.0)
+    resumed = again(batch_size=2, grad_accum=2)  # the same rows per step, split differently: the same gradients
+    assert [r["step"] for r in resumed if "loss" in r] == [3]
 
 
 def test_refuses_to_overwrite_checkpoints_without_resume(tiny, synthetic_shard, tmp_path):
