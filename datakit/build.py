@@ -31,10 +31,10 @@ import numpy as np
 import pyarrow as pa
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.table import Table
 
 import datakit
 from datakit import languages
+from datakit.console import print_funnel, print_plan
 from datakit.construct.native import template_report, translate_templates
 from datakit.construct.rerender import rerender
 from datakit.construct.synthesis import synthesise
@@ -47,7 +47,8 @@ from datakit.engine.datatrove import DatatroveEngine
 from datakit.errors import DatakitError, OutputError, RecipeError
 from datakit.hashing import canonical_json
 from datakit.models import resolve_lid_model
-from datakit.partition import PartitionJob, PartitionResult, process_partition
+from datakit.partition import PartitionJob, PartitionResult, count_rows, process_partition
+from datakit.quota import read_by_quota
 from datakit.recipe import Recipe, load_recipe, with_overrides
 from datakit.record_stages.decontaminate import Index, build_index
 from datakit.record_stages.lid import LanguageId
@@ -56,9 +57,10 @@ from datakit.resources import pipeline_path
 from datakit.sources import adapter_for
 from datakit.sources.base import Partition, ReadContext
 from datakit.sources.hub import check_reachable
+from datakit.sources.join import build_join_index
 from datakit.sources.rows import local_root
 from datakit.stats import StageStats
-from datakit.store import WORK_DIR, atomic_path, explain_os_error, prune, write_json
+from datakit.store import WORK_DIR, StageDir, atomic_path, explain_os_error, prune, write_json
 from datakit.write.card import render_card
 from datakit.write.manifest import build_manifest, file_entry
 from datakit.write.report import write_report
@@ -234,12 +236,12 @@ def plan_partitions(recipe: Recipe, ctx: ReadContext) -> list[Partition]:
 # ---------------------------------------------------------------------------- 5. finalise
 
 
-def collect_rejected(out: Path, prepared: list[PartitionResult], corpus_files: dict[str, list[str]]) -> list[Path]:
+def collect_rejected(out: Path, partitions: list[PartitionResult], corpus_files: dict[str, list[str]]) -> list[Path]:
     """Materialise out/rejected/<stage>/<task>.parquet from the task outputs (hard links where possible)."""
     target_root = out / "rejected"
     if target_root.exists():
         shutil.rmtree(target_root)
-    pairs = [(stage, Path(f)) for p in prepared for stage, f in p.rejected_files.items()]
+    pairs = [(stage, Path(f)) for p in partitions for stage, f in p.rejected_files.items()]
     pairs += [(stage, Path(f)) for stage, fs in corpus_files.items() for f in fs]
     written = []
     for stage, src in pairs:
@@ -265,13 +267,13 @@ def remove_stale_data(out: Path, keep: set[str]) -> None:
             d.rmdir()
 
 
-def assemble_stats(recipe: Recipe, prepared: list[PartitionResult], corpus: CorpusResult) -> dict[str, Any]:
+def assemble_stats(recipe: Recipe, partitions: list[PartitionResult], corpus: CorpusResult) -> dict[str, Any]:
     """stats.json: per stage, per-record stages summed over tasks then the corpus steps; the same per
     source; each stage checked against the identity and against what the stage before it kept."""
     names = stage_names(recipe)
     totals = {name: StageStats(name) for name in names}
     per_source: dict[str, dict[str, StageStats]] = {}
-    for p in prepared:
+    for p in partitions:
         src = per_source.setdefault(p.source, {name: StageStats(name) for name in names})
         for s in p.stats:
             st = StageStats.from_json(s)
@@ -291,11 +293,11 @@ def assemble_stats(recipe: Recipe, prepared: list[PartitionResult], corpus: Corp
             "quotas": corpus.quotas}
 
 
-def write_profile(out: Path, prepared: list[PartitionResult], phases: dict[str, float]) -> None:
+def write_profile(out: Path, partitions: list[PartitionResult], phases: dict[str, float]) -> None:
     """Where the time went: CPU seconds per per-record stage (summed over tasks) and wall seconds
     per phase, logged and kept in .datakit/profile.json (not in stats.json: timings vary)."""
     per_stage: Counter = Counter()
-    for p in prepared:
+    for p in partitions:
         if not p.reused:
             per_stage.update(p.seconds)
     profile = {"task_cpu_seconds": {k: round(v, 1) for k, v in per_stage.most_common()},
@@ -303,40 +305,6 @@ def write_profile(out: Path, prepared: list[PartitionResult], phases: dict[str, 
     write_json(out / WORK_DIR / "profile.json", profile)
     if per_stage:
         log.info("profile (task CPU s): %s", ", ".join(f"{k} {v:.0f}" for k, v in per_stage.most_common()))
-
-
-def print_plan(console: Console, recipe: Recipe, available: dict[str, dict[str, int]], quotas: dict[str, dict[str, int]],
-               shortfall: dict[str, int]) -> None:
-    """--dry-run: what balance would select, against what is available, and the mix it would give."""
-    quotas = quotas or available
-    total = sum(sum(v.values()) for v in quotas.values()) or 1
-    table = Table(title=f"balance plan (target {recipe.balance.target_size or 'none: keep all'})", title_justify="left")
-    for col in ("group", "available", "selected", "share", "target share", "languages"):
-        table.add_column(col, justify="left" if col == "group" else "right")
-    for g in ("zh", "en", "cross_lingual"):
-        sel = sum(quotas.get(g, {}).values())
-        langs = len({k.split("|")[0] for k, v in quotas.get(g, {}).items() if v})
-        table.add_row(g, f"{sum(available.get(g, {}).values()):,}", f"{sel:,}", f"{100 * sel / total:.1f}%", f"{100 * recipe.balance.mix[g]:.1f}%", str(langs))
-    console.print(table)
-    cells = Table(title="per language and task (largest 40 by selection)", title_justify="left")
-    for col in ("group", "language", "task", "available", "selected"):
-        cells.add_column(col, justify="right" if col in ("available", "selected") else "left")
-    rows = [(g, *cell.split("|"), available.get(g, {}).get(cell, 0), n) for g, per in quotas.items() for cell, n in per.items()]
-    for g, lang, task, avail, n in sorted(rows, key=lambda r: (-r[4], r[1], r[2]))[:40]:
-        cells.add_row(g, lang, task, f"{avail:,}", f"{n:,}")
-    console.print(cells)
-    if shortfall:
-        console.print("shortfall: " + ", ".join(f"{k} {v:,}" for k, v in shortfall.items()))
-
-
-def print_funnel(console: Console, stats: dict[str, Any]) -> None:
-    table = Table(title="records per stage", title_justify="left")
-    for col in ("stage", "in", "created", "kept", "rejected", "unselected"):
-        table.add_column(col, justify="left" if col in ("stage", "rejected") else "right")
-    for s in stats["stages"]:
-        rejected = ", ".join(f"{r} {n:,}" for r, n in s["rejected"].items()) or "-"
-        table.add_row(s["name"], f"{s['in']:,}", f"{s['created']:,}", f"{s['kept']:,}", rejected, f"{s['unselected']:,}")
-    console.print(table)
 
 
 def split_rows(selected: pa.Table, recipe: Recipe) -> pa.Table:
@@ -366,12 +334,13 @@ def data_counts(selected: pa.Table, file_sources: list[str]) -> Counter:
 
 
 def source_entries(recipe: Recipe, counts: Counter) -> list[dict[str, Any]]:
-    """What the manifest says of each source: where it is from, its licence and terms, rows in data/."""
+    """What the manifest says of each source: where it is from (a Hub source with its pinned revision),
+    its licence and terms, rows in data/."""
     rows = Counter()
     for (_, _, _, source), n in counts.items():
         rows[source] += n
-    return [{"name": s.name, "from": s.hub or s.path, "license": s.license, "terms": s.terms, "url": s.url, "rows": rows[s.name]}
-            for s in recipe.sources]
+    return [{"name": s.name, "from": s.hub or s.path, **({"revision": s.revision} if s.hub else {}), "license": s.license,
+             "terms": s.terms, "url": s.url, "rows": rows[s.name]} for s in recipe.sources]
 
 
 # ---------------------------------------------------------------------------- the build
@@ -392,12 +361,12 @@ class _DatatroveOnDask:
         self.dask.__exit__(*exc)
 
 
-def run_partitions(engine: Engine, jobs: list[PartitionJob]) -> list[PartitionResult]:
-    """Every partition task: as datakit's steps in a datatrove pipeline on the datatrove engine,
-    as plain tasks elsewhere (the same files either way)."""
+def run_partitions(engine: Engine, jobs: list[PartitionJob], label: str = "prepare") -> list[PartitionResult]:
+    """Partition tasks: as datakit's steps in a datatrove pipeline on the datatrove engine, as plain
+    tasks elsewhere (the same files either way)."""
     if isinstance(engine, DatatroveEngine):
-        return engine.run_pipeline("prepare", jobs, lambda results: partition_pipeline(jobs, results))
-    return engine.map(process_partition, jobs, "prepare")
+        return engine.run_pipeline(label, jobs, lambda results: partition_pipeline(jobs, results))
+    return engine.map(process_partition, jobs, label)
 
 
 def make_engine(opts: BuildOptions, out: Path, fp: dict[str, str], console: Console):
@@ -432,16 +401,19 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     if synthesis is not None:  # its results are read like one more source
         recipe = recipe.model_copy(update={"sources": [*recipe.sources, synthesis]})
     native = translate_templates(recipe, ctx, out, fp["prepare"], lid_stage, opts.cache_dir)
+    joins = {s.name: str(build_join_index(recipe, s, ctx, StageDir(out, "join", fp["prepare"]).file(f"{s.name}.sqlite")))
+             for s in recipe.sources if s.join is not None}
 
     resources = StageResources(lid_model=lid_model, contamination=decontamination, llm_cache=opts.cache_dir, run_id=fp["prepare"][:16])
     with make_engine(opts, out, fp, console) as engine:
         jobs = [PartitionJob(recipe=recipe, partition=p, ctx=ctx, out=str(out), fingerprint=fp["prepare"], strict=opts.strict,
-                             resources=resources, native=native) for p in plan_partitions(recipe, ctx)]
+                             resources=resources, native=native, join_index=joins.get(p.source)) for p in plan_partitions(recipe, ctx)]
         phase_seconds = {}
         clock = time.perf_counter()
-        prepared = run_partitions(engine, jobs)
+        reading = read_by_quota(recipe, jobs, functools.partial(run_partitions, engine), functools.partial(engine.map, count_rows))
+        partitions = reading.results
         phase_seconds["prepare (wall)"], clock = time.perf_counter() - clock, time.perf_counter()
-        corpus = run_corpus_steps(recipe, prepared, fp, out, engine)
+        corpus = run_corpus_steps(recipe, partitions, fp, out, engine, reading.quotas)
         phase_seconds["dedup + balance (wall)"], clock = time.perf_counter() - clock, time.perf_counter()
         if opts.dry_run:
             print_plan(console, recipe, corpus.available, corpus.quotas, corpus.shortfall)
@@ -453,10 +425,17 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
         written = engine.map(write_shard, shard_jobs, "write")
         phase_seconds["write shards (wall)"] = time.perf_counter() - clock
 
-    write_profile(out, prepared, phase_seconds)
+    write_profile(out, partitions, phase_seconds)
     remove_stale_data(out, {w.path for w in written})
-    rejected_paths = collect_rejected(out, prepared, corpus.rejected_files)
-    stats = assemble_stats(recipe, prepared, corpus)
+    rejected_paths = collect_rejected(out, partitions, corpus.rejected_files)
+    stats = assemble_stats(recipe, partitions, corpus)
+    joined = Counter()
+    for w in written:
+        joined[w.path.split("/")[1]] += w.joined
+    if joins:  # per language: records whose pivot text was joined through another language
+        stats["joined"] = {lang: n for lang, n in sorted(joined.items()) if n}
+    if reading.quotas is not None:  # what reading by quota read of each source
+        stats["reading"] = {"rounds": reading.rounds, "sources": {n: s.to_json() for n, s in reading.sources.items()}}
     templates = template_report(out, fp["prepare"])
     if templates is not None:  # what the LLM made of our templates, per language
         stats["native_templates"] = templates
@@ -482,8 +461,8 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     manifest["files"] += [file_entry(out, p) for p in [out / "README.md", *sorted((out / "report").iterdir())]]
     manifest["files"].sort(key=lambda e: e["path"])
     write_json(out / "manifest.json", manifest)
-    prune(out, {stage: {fp[{"synthesis": "prepare", "native_templates": "prepare", "datatrove": "write"}.get(stage, stage)]}
-                for stage in ("prepare", "exact_dedup", "near_dedup", "write", "synthesis", "native_templates", "datatrove")})
+    prune(out, {stage: {fp[{"synthesis": "prepare", "native_templates": "prepare", "join": "prepare", "datatrove": "write"}.get(stage, stage)]}
+                for stage in ("prepare", "exact_dedup", "near_dedup", "write", "synthesis", "native_templates", "join", "datatrove")})
     write_json(out / WORK_DIR / STATE, {"status": "complete", "fingerprints": fp, "command": opts.command})
     seconds = time.perf_counter() - started
     print_funnel(console, stats)

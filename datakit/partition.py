@@ -24,7 +24,8 @@ from datakit.record_stages.base import RecordStage, Rejection
 from datakit.record_stages.order import StageResources, record_stages, stage_names
 from datakit.records import Record, record_id, unparsed_record
 from datakit.sources import adapter_for
-from datakit.sources.base import Partition, RawError, ReadContext
+from datakit.sources.base import FULL_BAND, Parallel, Partition, RawError, ReadContext
+from datakit.sources.join import JoinIndex
 from datakit.stats import StageStats
 from datakit.store import StageDir
 from datakit.workfile import TaskWriters
@@ -42,6 +43,7 @@ class PartitionJob:
     strict: bool = False
     resources: StageResources = field(default_factory=StageResources)
     native: NativeTemplates | None = None  # translation templates in languages other than zh/en
+    join_index: str | None = None  # the source's join index (sources/join.py), when its recipe entry has `join`
 
 
 @dataclass(kw_only=True)
@@ -55,6 +57,8 @@ class PartitionResult:
     rejected_files: dict[str, str]  # stage -> rejected file
     stats: list[dict[str, Any]]  # StageStats.to_json() per stage, in stats order
     seconds: dict[str, float]  # CPU seconds per stage, for the build's profile
+    cells: dict[str, int] = field(default_factory=dict)  # "group|lang|task" -> records kept: what reading by quota plans from
+    beyond: int = 0  # rows after the partition's band (not read by this task)
     reused: bool = False  # finished by an earlier run
 
     def to_marker(self) -> dict[str, Any]:
@@ -77,6 +81,9 @@ class PartitionRun:
         self.stages: list[RecordStage] = []
         self.writers: TaskWriters | None = None
         self.seconds: collections.Counter = collections.Counter()
+        self.cells: collections.Counter = collections.Counter()
+        self.beyond = 0
+        self.joiner: JoinIndex | None = None
 
     def done(self) -> PartitionResult | None:
         marker = self.stage_dir.result(self.task)
@@ -84,14 +91,22 @@ class PartitionRun:
 
     def start(self) -> None:
         self.stages = record_stages(self.job.recipe, self.job.resources)
+        if self.job.join_index is not None:
+            self.joiner = JoinIndex(self.source.join, self.job.join_index)
         self.writers = TaskWriters(self.stage_dir, self.task, params_for(self.job.recipe.dedup.near))
 
     def constructed(self) -> Iterator[list[Record]]:
         """Batches of constructed records; unreadable rows and failed constructions are written as rejected."""
         job, source, read = self.job, self.source, self.stats["read"]
+        lo, hi = job.partition.band
         batch = []
         started = time.perf_counter()
         for item in adapter_for(source).read(source, job.partition, job.ctx):
+            if (lo, hi) != FULL_BAND:  # reading by quota: only the rows whose position is in the band
+                position = job.partition.position(job.recipe.seed, item.loc)
+                if not lo <= position < hi:
+                    self.beyond += position >= hi
+                    continue
             read.in_ += 1
             if isinstance(item, RawError):
                 if job.strict:
@@ -102,6 +117,8 @@ class PartitionRun:
                 read.rejected[item.reason] += 1
                 continue
             read.kept += 1
+            if self.joiner is not None and isinstance(item.example, Parallel):
+                self.joiner.complete(item.example)
             batch.append(item)
             if len(batch) >= BATCH_ROWS:
                 records = self._construct(batch)
@@ -147,6 +164,7 @@ class PartitionRun:
         started = time.perf_counter()
         for r in records:
             r["id"] = record_id(r)
+            self.cells[f"{r['group']}|{r['lang']}|{r['task']}"] += 1
         self.writers.keep(records)
         self.seconds["dedup keys, minhash, work file"] += time.perf_counter() - started
 
@@ -160,6 +178,8 @@ class PartitionRun:
             rejected_files=self.writers.rejected_files,
             stats=[self.stats[name].to_json() for name in stage_names(self.job.recipe)],
             seconds={**self.seconds, **{s.name: round(s.seconds, 3) for s in self.stages}},
+            cells=dict(sorted(self.cells.items())),
+            beyond=self.beyond,
         )
         self.stage_dir.complete(self.task, result.to_marker())
         return result
@@ -185,6 +205,13 @@ def process_partition(job: PartitionJob) -> PartitionResult:
     except BaseException as e:
         run.abort(e)
         raise
+
+
+def count_rows(job: PartitionJob) -> int:
+    """Rows the partition holds, read without constructing anything: reading by quota's counting
+    pass, for partitions whose size no metadata tells (unreadable rows count: they are rows)."""
+    source = next(s for s in job.recipe.sources if s.name == job.partition.source)
+    return sum(1 for _ in adapter_for(source).read(source, job.partition, job.ctx))
 
 
 def _where(loc: dict[str, Any]) -> str:

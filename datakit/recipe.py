@@ -40,6 +40,21 @@ def _lang_code(value: str) -> str:
 LangCode = Annotated[str, Field(min_length=2)]
 
 
+class Join(Strict):
+    """Pairs that lack the `pivot` language take its text from pairs of `sources` whose `through`
+    side is the same sentence (normalised as dedup compares text): an X-en pair and an en-zh pair
+    with equal English give an X-zh pair. Records made from a joined text say so in `meta`."""
+
+    pivot: LangCode = "zho_Hans"
+    through: LangCode = "eng_Latn"
+    sources: list[str] = []  # the sources whose (through, pivot) pairs are used; default: this source's own
+
+    @field_validator("pivot", "through")
+    @classmethod
+    def _norm(cls, v: str) -> str:
+        return _lang_code(v)
+
+
 class Source(Strict):
     """One input: where it is, which adapter reads it, and under what licence."""
 
@@ -61,6 +76,7 @@ class Source(Strict):
     license: str = Field(min_length=1)
     terms: Terms = "unknown"
     url: str | None = None
+    join: Join | None = None  # bitext: complete pairs through a shared pivot sentence (see Join)
 
     @field_validator("lang")
     @classmethod
@@ -358,6 +374,14 @@ class Recipe(Strict):
                 raise ValueError(f"construct.synthesis.sources: no source named {name!r}")
             if names[name].format not in ("alpaca", "messages", "seed_tasks"):
                 raise ValueError(f"construct.synthesis.sources: {name!r} is not a general instruction source")
+        for source in self.sources:
+            if source.join is None:
+                continue
+            if source.format != "bitext":
+                raise ValueError(f"sources ({source.name}).join: only bitext sources can be joined")
+            for name in source.join.sources:
+                if name not in names or names[name].format != "bitext":
+                    raise ValueError(f"sources ({source.name}).join.sources: no bitext source named {name!r}")
         return self
 
     @field_validator("sources")

@@ -5,6 +5,7 @@ settings and inputs the stage depends on. A file is written under a temporary na
 into place; the task's completion marker (`<task>.done.json`, holding its result) is written
 last. A re-run skips tasks whose marker exists; a changed setting changes the fingerprint, so
 outputs of different settings are never mixed, and stages before the change are reused.
+Later phases read back just the rows they need of a task's Parquet output (`take_rows`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from datakit.errors import OutputError
 
@@ -92,3 +97,15 @@ def prune(out: Path, keep: dict[str, set[str]]) -> None:
         for fp_dir in stage_dir.iterdir():
             if fp_dir.name not in wanted:
                 shutil.rmtree(fp_dir, ignore_errors=True)
+
+
+def take_rows(path: str, rows: tuple[int, ...] | list[int], columns: list[str] | None = None) -> pa.Table:
+    """The given rows of a Parquet file, reading only the row groups that hold them."""
+    pf = pq.ParquetFile(path)
+    starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
+    wanted = np.asarray(rows, dtype=np.int64)
+    groups = sorted(set(np.searchsorted(starts, wanted, side="right") - 1))
+    table = pf.read_row_groups(groups, columns=columns)
+    offset = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
+    local = np.searchsorted(offset, wanted)
+    return table.take(pa.array(local))

@@ -129,15 +129,3 @@ def read_keys(files: list[str]) -> pa.Table:
                            | {"_dkey": pa.array([], pa.binary(16)), "_nbytes": pa.array([], pa.int64()),
                               "part": pa.array([], pa.int64()), "row": pa.array([], pa.int64())})]
     return pa.concat_tables(tables).rename_columns(["id", "group", "lang", "task", "key", "nbytes", "part", "row"])
-
-
-def take_rows(path: str, rows: tuple[int, ...] | list[int], columns: list[str] | None = None) -> pa.Table:
-    """The given rows of a Parquet file, reading only the row groups that hold them."""
-    pf = pq.ParquetFile(path)
-    starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
-    wanted = np.asarray(rows, dtype=np.int64)
-    groups = sorted(set(np.searchsorted(starts, wanted, side="right") - 1))
-    table = pf.read_row_groups(groups, columns=columns)
-    offset = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
-    local = np.searchsorted(offset, wanted)
-    return table.take(pa.array(local))

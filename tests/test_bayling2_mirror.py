@@ -25,3 +25,23 @@ def test_full_recipe_builds_from_a_mirror_of_its_hub_datasets(corpus, tmp_path):
     # 3.2M records cannot come from a tiny mirror: the build says so instead of pretending.
     assert stats["shortfall"]["total"] == 3_200_000 - len(rows)
     assert "Shortfall" in (out / "README.md").read_text(encoding="utf-8")
+    # Every Hub source is pinned to a full commit, and the manifest says which.
+    pins = {s["name"]: s.get("revision") for s in result.manifest["sources"]}
+    assert all(isinstance(rev, str) and len(rev) == 40 and int(rev, 16) >= 0 for rev in pins.values()), pins
+    # Reading by quota: a tiny mirror is read whole (its rows are fewer than the target needs).
+    reading = stats["reading"]["sources"]
+    assert set(reading) == set(pins) and all(s["read"] == s["available"] for s in reading.values())
+    # X-en pairs whose English sentence has a Chinese translation in an en-zh pair become X-zh pairs:
+    # every language of the mirror with text of its own gets all four hub directions from real pairs.
+    directions: dict[str, set] = {}
+    for r in rows:
+        if r["task"] == "translation":
+            directions.setdefault(r["lang"], set()).add((r["src_lang"], r["tgt_lang"]))
+    four = {lang for lang, d in directions.items()
+            if {(lang, "eng_Latn"), ("eng_Latn", lang), (lang, "zho_Hans"), ("zho_Hans", lang)} <= d}
+    assert len(four) >= 90, len(four)
+    joined = stats["joined"]
+    assert "afr_Latn" in joined and "afr_Latn" in four
+    assert all('"joined_through":"eng_Latn"' in r["meta"] for r in rows
+               if r["lang"] == "afr_Latn" and "zho_Hans" in (r["src_lang"], r["tgt_lang"]))
+    assert "from joined pairs" in (out / "README.md").read_text(encoding="utf-8")

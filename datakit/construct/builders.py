@@ -104,9 +104,11 @@ def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe, nativ
         inst_lang = template.lang
         user = template.render(src=display_name(src, inst_lang), tgt=display_name(tgt, inst_lang), text=ex.texts[src])
         lang = tgt if ex.focus in HUBS or src not in HUBS and tgt not in HUBS else ex.focus
+        joined = {ex.joined[c] for c in (src, tgt) if c in ex.joined}
         record = _record(source, row, messages=_turns(user, ex.texts[tgt]), lang=lang, task="translation",
                          src_lang=src, tgt_lang=tgt,
-                         meta={"template": template.id, "instruction_lang": inst_lang, "unit": ex.unit})
+                         meta={"template": template.id, "instruction_lang": inst_lang, "unit": ex.unit,
+                               **({"joined_through": joined.pop()} if joined else {})})
         # Duplicates are the same pair of texts, whatever template framed them; LID checks each side.
         set_content(record, [ex.texts[src], ex.texts[tgt]])
         set_lid_checks(record, [("source", ex.texts[src], src), ("answer", ex.texts[tgt], tgt)])

@@ -149,6 +149,7 @@ def interactive(ex: Parallel, row: RawRow, source_name: str, license_: str, seed
     record = new_record(messages=messages, lang=lang, task="interactive_translation", source=source_name, license=license_,
                         src_lang=src, tgt_lang=tgt,
                         meta={**row.loc, "template": template.id, "instruction_lang": inst, "unit": ex.unit,
+                              **({"joined_through": ex.joined.get(src) or ex.joined[tgt]} if {src, tgt} & set(ex.joined) else {}),
                               "revisions": [{"kind": k, **{d: v for d, v in det.items() if d != "reference"}} for k, _, _, _, det in turns]})
     set_content(record, [ex.texts[src], first_answer, *(a for _, _, a, _, _ in turns)])
     set_lid_checks(record, [("source", ex.texts[src], src), ("answer", first_answer, tgt),

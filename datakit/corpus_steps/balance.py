@@ -105,13 +105,63 @@ def _language_quotas(quota: int, sizes: Mapping[str, int], s: BalanceSettings, r
     return {lang: floors[lang] + rest[lang] for lang in sizes}
 
 
-def plan_selection(keys: pa.Table, s: BalanceSettings) -> Plan:
-    """How many times each row goes into the corpus. `keys` has columns id, group, lang, task."""
+Cell = tuple[str, str, str]  # (group, language, task)
+
+
+@dataclass
+class Quotas:
+    """Records per cell that balance selects, and what the available data could not fill."""
+
+    cells: dict[Cell, int]
+    shortfall: dict[str, int] = field(default_factory=dict)
+
+    def by_group(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for (g, lang, t), q in sorted(self.cells.items()):
+            out.setdefault(g, {})[f"{lang}|{t}"] = q
+        return out
+
+
+def _repeat(s: BalanceSettings, task: str) -> int:
+    return s.max_repeat if task in REPEATABLE_TASKS else 1
+
+
+def plan_quotas(sizes: Mapping[Cell, int], s: BalanceSettings) -> Quotas:
+    """Quotas per (group, language, task) from the records each cell holds (or is expected to hold:
+    reading by quota plans from estimates before it reads). `s.target` must be set."""
+    assert s.target is not None
+    group_room = {g: sum(n * _repeat(s, t) for (gg, _, t), n in sizes.items() if gg == g) for g in s.mix}
+    group_quota = allocate(s.target, dict(s.mix), group_room)
+    planned = allocate(s.target, dict(s.mix), {g: s.target for g in s.mix})
+    shortfall = {g: planned[g] - group_quota[g] for g in s.mix if planned[g] > group_quota[g]}
+    if sum(group_quota.values()) < s.target:
+        shortfall["total"] = s.target - sum(group_quota.values())
+    cell_quota: dict[Cell, int] = {}
+    for g in s.mix:
+        by_lang: dict[str, dict[str, int]] = {}
+        for (gg, lang, t), n in sizes.items():
+            if gg == g and n:
+                by_lang.setdefault(lang, {})[t] = n
+        lang_repeat = {lang: max(_repeat(s, t) for t in ts) for lang, ts in by_lang.items()}
+        lang_quota = _language_quotas(group_quota[g], {lang: sum(ts.values()) for lang, ts in by_lang.items()}, s, lang_repeat)
+        for lang, ts in by_lang.items():
+            weights = {t: (s.task_weights.get(t, 0.0) if s.task_weights else float(size)) for t, size in ts.items()}
+            for t, q in allocate(lang_quota[lang], weights, {t: size * _repeat(s, t) for t, size in ts.items()}).items():
+                cell_quota[(g, lang, t)] = q
+    return Quotas(cell_quota, shortfall)
+
+
+def plan_selection(keys: pa.Table, s: BalanceSettings, quotas: Quotas | None = None) -> Plan:
+    """How many times each row goes into the corpus. `keys` has columns id, group, lang, task.
+
+    `quotas`: planned before reading (reading by quota), from what every cell is expected to hold in
+    the whole source; without them they are planned here from the rows given. A cell that holds
+    fewer rows than its quota gives all it has (repeats only where the task may repeat)."""
     n = keys.num_rows
     groups = keys.column("group").to_pylist()
     langs = keys.column("lang").to_pylist()
     tasks = keys.column("task").to_pylist()
-    cells: dict[tuple[str, str, str], list[int]] = {}
+    cells: dict[Cell, list[int]] = {}
     for i, cell in enumerate(zip(groups, langs, tasks, strict=True)):
         cells.setdefault(cell, []).append(i)
     available: dict[str, dict[str, int]] = {}
@@ -119,29 +169,11 @@ def plan_selection(keys: pa.Table, s: BalanceSettings) -> Plan:
         available.setdefault(g, {})[f"{lang}|{t}"] = len(rows)
     if s.target is None:
         return Plan(np.ones(n, dtype=np.int64), available=available)
-
-    def repeat(task: str) -> int:
-        return s.max_repeat if task in REPEATABLE_TASKS else 1
-
-    group_room = {g: sum(len(r) * repeat(t) for (gg, _, t), r in cells.items() if gg == g) for g in s.mix}
-    group_quota = allocate(s.target, dict(s.mix), group_room)
-    planned = allocate(s.target, dict(s.mix), {g: s.target for g in s.mix})
-    shortfall = {g: planned[g] - group_quota[g] for g in s.mix if planned[g] > group_quota[g]}
-    if sum(group_quota.values()) < s.target:
-        shortfall["total"] = s.target - sum(group_quota.values())
-
-    cell_quota: dict[tuple[str, str, str], int] = {}
-    for g in s.mix:
-        by_lang: dict[str, dict[str, int]] = {}
-        for (gg, lang, t), rows in cells.items():
-            if gg == g:
-                by_lang.setdefault(lang, {})[t] = len(rows)
-        lang_repeat = {lang: max(repeat(t) for t in ts) for lang, ts in by_lang.items()}
-        lang_quota = _language_quotas(group_quota[g], {lang: sum(ts.values()) for lang, ts in by_lang.items()}, s, lang_repeat)
-        for lang, ts in by_lang.items():
-            weights = {t: (s.task_weights.get(t, 0.0) if s.task_weights else float(size)) for t, size in ts.items()}
-            for t, q in allocate(lang_quota[lang], weights, {t: size * repeat(t) for t, size in ts.items()}).items():
-                cell_quota[(g, lang, t)] = q
+    if quotas is None:
+        quotas = plan_quotas({cell: len(rows) for cell, rows in cells.items()}, s)
+        cell_quota = quotas.cells
+    else:  # planned from estimates: a cell gives at most what it holds (times its repeats)
+        cell_quota = {cell: min(q, len(cells.get(cell, ())) * _repeat(s, cell[2])) for cell, q in quotas.cells.items()}
 
     ids = keys.column("id").to_pylist()
     copies = np.zeros(n, dtype=np.int64)
@@ -153,10 +185,18 @@ def plan_selection(keys: pa.Table, s: BalanceSettings) -> Plan:
         full, extra = divmod(q, len(order))
         for rank, i in enumerate(order):
             copies[i] = full + (1 if rank < extra else 0)
-    quotas: dict[str, dict[str, int]] = {}
-    for (g, lang, t), q in sorted(cell_quota.items()):
-        quotas.setdefault(g, {})[f"{lang}|{t}"] = q
-    return Plan(copies, quotas, available, shortfall)
+    return Plan(copies, Quotas(cell_quota).by_group(), available, shortfall_of(cell_quota, s))
+
+
+def shortfall_of(selected: Mapping[Cell, int], s: BalanceSettings) -> dict[str, int]:
+    """What the selection leaves of the target: per group against its share of the mix, and in total."""
+    assert s.target is not None
+    planned = allocate(s.target, dict(s.mix), {g: s.target for g in s.mix})
+    got = {g: sum(n for (gg, _, _), n in selected.items() if gg == g) for g in s.mix}
+    shortfall = {g: planned[g] - got[g] for g in s.mix if planned[g] > got[g]}
+    if sum(got.values()) < s.target:
+        shortfall["total"] = s.target - sum(got.values())
+    return shortfall
 
 
 def validation_rows(ids: list[str], langs: list[str], *, fraction: float, min_rows: int, max_rows: int,

@@ -1,9 +1,9 @@
 """Exact deduplication on normalised content, global across every source and worker.
 
-Each record gets a 16-byte key while it is prepared (`dedup_key`): a hash of its task, languages
+Each record gets a 16-byte key in its partition task (`dedup_key`): a hash of its task, languages
 and normalised text (NFKC, case-folded, punctuation and symbols removed, whitespace collapsed).
 What the text is depends on the task: the two sides of a translation (its instruction wording is
-a template choice, not content), the turns of a conversation otherwise. The global step
+a template choice, not content), the turns of a conversation otherwise. The corpus step
 (`find_duplicates`) works on those keys alone, so it fits in memory at millions of records; in
 each group of equal keys the record with the smallest id stays, whichever worker made it.
 """

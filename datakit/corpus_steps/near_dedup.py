@@ -2,11 +2,11 @@
 
 Each record's text (both sides of a translation, every turn of a conversation) is normalised like
 the exact-dedup key, cut into word n-grams, or character n-grams where a script has no spaces
-(Chinese, Japanese, Thai, ...), and hashed into a MinHash signature while it is prepared. Records
+(Chinese, Japanese, Thai, ...), and hashed into a MinHash signature in its partition task. Records
 are compared only within the same task and languages: two translations of one sentence into
 different languages are not duplicates; the same instruction with a slightly edited answer is.
 
-The global step reads the signature one LSH band at a time (a few bytes per record per band),
+The corpus step reads the signature one LSH band at a time (a few bytes per record per band),
 collects candidate pairs from colliding buckets, keeps the pairs whose estimated Jaccard
 similarity reaches the threshold (the banding only proposes), and joins them into clusters with
 union-find. Each cluster keeps its smallest id. Bands and rows are chosen from the threshold, like

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datakit.corpus_steps import near_dedup as nd
-from datakit.corpus_steps.balance import BalanceSettings, plan_selection
+from datakit.corpus_steps.balance import BalanceSettings, Quotas, plan_selection
 from datakit.corpus_steps.exact_dedup import duplicates_among
 from datakit.engine import Engine
 from datakit.hashing import canonical_json
@@ -25,13 +25,13 @@ from datakit.partition import PartitionResult
 from datakit.recipe import Recipe
 from datakit.schema import rejected_schema
 from datakit.stats import StageStats
-from datakit.store import StageDir, atomic_path
-from datakit.workfile import read_keys, take_rows
+from datakit.store import StageDir, atomic_path, take_rows
+from datakit.workfile import read_keys
 
 
 @dataclass(frozen=True, kw_only=True)
 class RejectJob:
-    """Write the rows of one work file that a global stage rejected, with reason and what they matched."""
+    """Write the rows of one work file that a corpus step rejected, with reason and what they matched."""
 
     stage: str
     reason: str
@@ -71,7 +71,7 @@ def write_rejected(job: RejectJob) -> RejectedFile:
 
 @dataclass
 class Removal:
-    """What one global stage took out: rows (global indices) and, per row, what to add to its meta."""
+    """What one corpus step took out: rows (global indices) and, per row, what to add to its meta."""
 
     stage: str
     reason: str
@@ -152,11 +152,13 @@ class CorpusResult:
     shortfall: dict[str, int]  # what the data could not fill
 
 
-def run_corpus_steps(recipe: Recipe, prepared: list[PartitionResult], fp: dict[str, str], out: Path, engine: Engine) -> CorpusResult:
+def run_corpus_steps(recipe: Recipe, partitions: list[PartitionResult], fp: dict[str, str], out: Path, engine: Engine,
+                     quotas: Quotas | None = None) -> CorpusResult:
     """Exact dedup, near dedup and balance over every kept record, in that order; the rejected rows
-    of each dedup step are written by one engine task per work file that has any."""
+    of each dedup step are written by one engine task per work file that has any. `quotas`: planned
+    by reading by quota (else balance plans them from the records it is given)."""
     # One work file per (task, language): `part` indexes this list.
-    parts = [(p, lang, path) for p in prepared for lang, path in p.records.items()]
+    parts = [(p, lang, path) for p in partitions for lang, path in p.records.items()]
     files = [path for _, _, path in parts]
     tasks = [f"{p.task}--{lang}" for p, lang, _ in parts]
     keys = read_keys(files)
@@ -204,7 +206,7 @@ def run_corpus_steps(recipe: Recipe, prepared: list[PartitionResult], fp: dict[s
 
     index = np.flatnonzero(alive)
     survivors = keys.take(pa.array(index))
-    plan = plan_selection(survivors.select(["id", "group", "lang", "task"]), BalanceSettings.from_recipe(recipe.balance, recipe.seed))
+    plan = plan_selection(survivors.select(["id", "group", "lang", "task"]), BalanceSettings.from_recipe(recipe.balance, recipe.seed), quotas)
     left_out = np.zeros(n, dtype=bool)
     left_out[index[~plan.selected]] = True
     account("balance", alive.copy(), left_out, None, unselected=True)

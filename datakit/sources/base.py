@@ -8,27 +8,53 @@ the build (unless the build is `--strict`).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from datakit.hashing import canonical_json
 from datakit.recipe import Source
+
+# Reading by quota reads a band of each partition's rows: those whose seeded position falls in
+# [lo, hi) of [0, BAND_SCALE). Bands are integers, so a band names the same rows on every machine.
+BAND_SCALE = 1 << 32
+FULL_BAND = (0, BAND_SCALE)
 
 
 @dataclass(frozen=True)
 class Partition:
-    """A slice of one source that one task reads: a file, a language's file, a line range, a Hub shard."""
+    """A slice of one source that one task reads: a file, a language's file, a line range, a Hub
+    shard; with a `band` other than the full one, only the rows whose position falls in it."""
 
     source: str
     key: str
     params: dict[str, Any] = field(default_factory=dict)
     langs: tuple[str, ...] = ()
+    band: tuple[int, int] = FULL_BAND
 
     @property
     def task_name(self) -> str:
-        safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in f"{self.source}--{self.key}")
+        name = f"{self.source}--{self.key}" + ("" if self.band == FULL_BAND else f"--band{self.band[0]:x}-{self.band[1]:x}")
+        safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name)
         return safe[:180]
+
+    @property
+    def expected_rows(self) -> int | None:
+        """Rows the partition holds, when the adapter knew it cheaply (line counts, Parquet footers);
+        None when only reading would tell."""
+        p = self.params
+        for key in ("count", "rows"):
+            if isinstance(p.get(key), int):
+                return p[key]
+        return None
+
+    def position(self, seed: int, loc: dict[str, Any]) -> int:
+        """A row's place in [0, BAND_SCALE): seeded by the recipe seed, the source, the partition's
+        languages and the row's location, never by how the build runs."""
+        digest = hashlib.blake2b(canonical_json([seed, self.source, list(self.langs), loc]).encode("utf-8"), digest_size=4).digest()
+        return int.from_bytes(digest, "big")
 
 
 @dataclass
@@ -52,6 +78,7 @@ class Parallel:
     texts: dict[str, str]
     unit: Literal["sentence", "document"] = "sentence"
     variants: dict[str, dict[str, str]] = field(default_factory=dict)
+    joined: dict[str, str] = field(default_factory=dict)  # language -> the language its text was joined through
 
 
 @dataclass

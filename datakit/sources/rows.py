@@ -94,10 +94,12 @@ def partitions(source: Source, ctx: ReadContext) -> list[Partition]:
         rel = relative(path, ctx)
         if files.is_line_splittable(path):
             marks = files.line_offsets(path, ctx.rows_per_task)
+            lines = files.count_lines(path)  # what reading by quota plans from (blank lines included)
             for start_byte, start_line in marks:
                 key = f"{rel}:{start_line}"
-                parts.append(Partition(source.name, key, {"files": [str(path)], "start_byte": start_byte,
-                                                          "start_line": start_line, "limit": ctx.rows_per_task}))
+                parts.append(Partition(source.name, key, {"files": [str(path)], "start_byte": start_byte, "start_line": start_line,
+                                                          "limit": ctx.rows_per_task,
+                                                          "rows": min(ctx.rows_per_task, lines - start_line + 1)}))
         elif files.data_suffix(path) == ".parquet":
             meta = pq.ParquetFile(path).metadata
             groups, rows = [], 0
@@ -105,7 +107,7 @@ def partitions(source: Source, ctx: ReadContext) -> list[Partition]:
                 groups.append(g)
                 rows += meta.row_group(g).num_rows
                 if rows >= ctx.rows_per_task or g == meta.num_row_groups - 1:
-                    parts.append(Partition(source.name, f"{rel}:rg{groups[0]}", {"files": [str(path)], "row_groups": groups}))
+                    parts.append(Partition(source.name, f"{rel}:rg{groups[0]}", {"files": [str(path)], "row_groups": groups, "rows": rows}))
                     groups, rows = [], 0
         else:
             parts.append(Partition(source.name, rel, {"files": [str(path)]}))

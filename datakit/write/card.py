@@ -112,11 +112,30 @@ def render_card(*, recipe: Recipe, counts: Counter, splits: dict[str, list[str]]
         "",
         _table(["code", "language", "records", *tasks], lang_rows),
         "",
+    ]
+    joined = stats.get("joined") or {}
+    if joined:  # X-zh from X-en + en-zh with the same English: say how much of each language came that way
+        records = {row.code: row.records for row in summary.languages}
+        body += ["Records whose Chinese (or other pivot) side was joined through a shared English sentence, per language "
+                 "(the rest come from direct pairs):", "",
+                 _table(["code", "records", "from joined pairs", "from direct pairs"],
+                        [[lang, records.get(lang, n), n, records.get(lang, n) - n] for lang, n in joined.items()]), ""]
+    body += [
         "## Sources and licences",
         "",
         _table(["source", "from", "licence", "terms", "records"], source_rows),
         "",
     ]
+    reading = stats.get("reading")
+    if reading:  # a target size: each source was read only as far as the mix needed
+        rows = [[name, r["available"], r["read"], f"{100 * r['read'] / max(r['available'], 1):.1f}%", r["kept"]]
+                for name, r in reading["sources"].items()]
+        body += ["**Read by quota** (the target size needed only part of the sources; rows chosen by a seeded hash of "
+                 f"their position, {reading['rounds']} round{'s' * (reading['rounds'] != 1)}):", "",
+                 _table(["source", "rows available", "rows read", "share read", "records kept"], rows), ""]
+    pinned = [f"`{s.name}` @ `{s.revision}`" for s in sources if s.hub and s.revision]
+    if pinned:
+        body += ["Hub revisions: " + ", ".join(pinned) + ".", ""]
     if restricted:
         body += ["**Restricted sources**: " + ", ".join(f"`{s.name}` ({s.terms})" for s in restricted)
                  + ". Records from these sources may not be usable commercially or redistributed; filter on the `source` column, "

@@ -21,8 +21,7 @@ import pyarrow.parquet as pq
 from datakit.hashing import file_sha256
 from datakit.recipe import Output
 from datakit.schema import record_schema
-from datakit.store import StageDir, atomic_path
-from datakit.workfile import take_rows
+from datakit.store import StageDir, atomic_path, take_rows
 
 Repeat = Callable[[dict[str, Any], int], dict[str, Any]]  # (row, copy >= 1) -> the copy-th repeat of the row
 
@@ -46,6 +45,7 @@ class ShardResult:
     rows: int
     bytes: int
     sha256: str
+    joined: int = 0  # rows made from a pair completed through another language (sources/join.py)
     reused: bool = False
 
 
@@ -124,6 +124,7 @@ def write_shard(job: ShardJob) -> ShardResult:
     compression = None if job.output.compression == "none" else job.output.compression
     with atomic_path(final) as tmp:
         pq.write_table(table, tmp, compression=compression, row_group_size=job.output.row_group_rows, write_statistics=True)
-    result = ShardResult(path=job.path, rows=table.num_rows, bytes=final.stat().st_size, sha256=file_sha256(final))
-    stage_dir.complete(task, {"path": result.path, "rows": result.rows, "bytes": result.bytes, "sha256": result.sha256})
+    joined = pc.sum(pc.match_substring(table.column("meta"), '"joined_through":')).as_py() or 0
+    result = ShardResult(path=job.path, rows=table.num_rows, bytes=final.stat().st_size, sha256=file_sha256(final), joined=joined)
+    stage_dir.complete(task, {"path": result.path, "rows": result.rows, "bytes": result.bytes, "sha256": result.sha256, "joined": joined})
     return result

@@ -1,0 +1,78 @@
+"""Reading by quota: a target size reads a deterministic fraction of the sources, fills the target,
+counts every row it did not read, and writes the same bytes whatever the number of workers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from contract import check_contract, tree_bytes
+
+from datakit.build import BuildOptions, run_build
+from datakit.quota import pilot_band, pilot_rows
+from datakit.sources.base import BAND_SCALE, Partition
+
+ROOT = Path(__file__).resolve().parents[1]
+LANGS = "swh_Latn,yor_Latn,fra_Latn,hin_Deva,jpn_Jpan,deu_Latn"
+
+
+def build(corpus, out, workers: int, target: int | None):
+    return run_build(BuildOptions(recipe=str(ROOT / "pipelines/local.yaml"), data_dir=str(corpus), output=str(out), sample=400,
+                                  workers=workers, langs=LANGS, overrides={"balance.target_size": target}))
+
+
+@pytest.fixture(scope="module")
+def by_quota(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("quota") / "out"
+    return build(corpus, out, workers=2, target=600)
+
+
+def test_positions_are_seeded_by_the_row_not_the_run():
+    part = Partition("ntrex128", "swh_Latn", {"count": 10}, ("swh_Latn",))
+    loc = {"file": "ntrex128/newstest2019-ref.swh-Latn.txt", "line": 7}
+    assert part.position(1, loc) == Partition("ntrex128", "swh_Latn", {"count": 99}, ("swh_Latn",)).position(1, dict(loc))
+    assert part.position(1, loc) != part.position(2, loc)
+    positions = [part.position(1, {**loc, "line": n}) for n in range(4000)]
+    assert all(0 <= p < BAND_SCALE for p in positions)
+    assert 0.4 < sum(p < BAND_SCALE // 2 for p in positions) / len(positions) < 0.6  # spread over the band
+
+
+def test_pilot_is_small_against_the_target_and_whole_for_unknown_sizes():
+    assert pilot_rows(20_000, 600) < pilot_rows(3_200_000, 600)
+    assert pilot_band(None, 50) == BAND_SCALE and pilot_band(30, 50) == BAND_SCALE
+    assert pilot_band(10_000, 50) == -(-BAND_SCALE * 50 // 10_000)
+
+
+def test_a_target_reads_a_fraction_and_fills_it(by_quota):
+    stats = by_quota.stats
+    reading = stats["reading"]["sources"]
+    ntrex = reading["ntrex128"]
+    assert 0 < ntrex["read"] < ntrex["available"] / 2, ntrex
+    unread = sum(s["available"] - s["read"] for s in reading.values())
+    read_stage = stats["stages"][0]
+    assert read_stage["name"] == "read" and read_stage["unselected"] == unread
+    assert read_stage["in"] == sum(s["available"] for s in reading.values())
+    written = by_quota.manifest["rows"]
+    assert written == 600 - stats["shortfall"].get("total", 0)
+    assert stats["stages"][-1]["kept"] == written
+
+
+def test_the_output_meets_the_contract(by_quota):
+    rows = check_contract(by_quota.out)
+    langs = {r["lang"] for r in rows}
+    assert {"swh_Latn", "yor_Latn", "fra_Latn", "hin_Deva"} <= langs
+    card = (by_quota.out / "README.md").read_text(encoding="utf-8")
+    assert "ntrex128" in card
+
+
+def test_workers_do_not_change_a_byte_and_a_rerun_reads_nothing_new(by_quota, corpus, tmp_path):
+    one = build(corpus, tmp_path / "one", workers=1, target=600)
+    assert tree_bytes(one.out, "data") == tree_bytes(by_quota.out, "data")
+    assert json.loads((one.out / "stats.json").read_text()) == by_quota.stats
+    markers = sorted(p.name for p in (one.out / ".datakit" / "prepare").rglob("*.done.json"))
+    again = build(corpus, tmp_path / "one", workers=1, target=600)
+    assert sorted(p.name for p in (again.out / ".datakit" / "prepare").rglob("*.done.json")) == markers
+    assert tree_bytes(again.out, "data") == tree_bytes(one.out, "data")
+    assert sum(pq.read_metadata(f).num_rows for f in (again.out / "data").rglob("*.parquet")) == one.manifest["rows"]
