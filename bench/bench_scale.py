@@ -46,11 +46,12 @@ def docs_for_baseline(inputs: Path, docs: Path) -> int:
     return n
 
 
-def run_datakit(inputs: Path, out: Path, workers: int) -> dict:
+def run_datakit(inputs: Path, out: Path, workers: int, recipe: Path | None = None, extra: tuple[str, ...] = ()) -> dict:
+    """One `python -m datakit.build` in a fresh output folder: its time, records, peak memory and what it read."""
     if out.exists():
         shutil.rmtree(out)
-    cmd = [sys.executable, "-m", "datakit.build", "--recipe", str(inputs / "recipe.yaml"), "--data-dir", str(inputs),
-           "--output", str(out), "--workers", str(workers)]
+    cmd = [sys.executable, "-m", "datakit.build", "--recipe", str(recipe or inputs / "recipe.yaml"), "--data-dir", str(inputs),
+           "--output", str(out), "--workers", str(workers), *extra]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with TreeMemory(proc.pid, every=0.25) as mem:
@@ -61,7 +62,9 @@ def run_datakit(inputs: Path, out: Path, workers: int) -> dict:
     stats = json.loads((out / "stats.json").read_text())
     made = next(s for s in stats["stages"] if s["name"] == "construct")["kept"]
     written = sum(f.stat().st_size for f in (out / "data").rglob("*.parquet"))
-    return {"records": made, "rows_out": stats["stages"][-1]["kept"], "seconds": round(seconds, 1),
+    read = stats["stages"][0]
+    return {"records": made, "rows_out": stats["stages"][-1]["kept"], "rows_in": read["in"], "rows_read": read["in"] - read["unselected"],
+            "seconds": round(seconds, 1),
             "records_per_s": round(made / seconds), "driver_peak_mb": round(mem.driver_peak / 2**20),
             "worker_peak_mb": round(mem.worker_peak / 2**20), "total_peak_mb": round(mem.total_peak / 2**20),
             "data_mb": round(written / 2**20, 1)}

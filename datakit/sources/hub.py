@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from datakit.errors import SourceError
 from datakit.recipe import Source
 from datakit.sources import files
@@ -94,13 +96,42 @@ def array_files(source: Source, config: str | None, mirror: Path | None) -> list
 
     Paths in a mirror, `hf://datasets/...@revision/...` URLs on the Hub, as `datasets` resolves them.
     """
+    builder, found = split_files(source, config, mirror)
+    if builder != "json" or not found or any(files.data_suffix(Path(f)) != ".json" for f in found):
+        return None
+    local = _target(source, mirror)[1]
+    return found if all(_starts_array(f, local) for f in found) else None
+
+
+def shard_rows(source: Source, config: str | None, mirror: Path | None) -> list[int] | None:
+    """Rows of each streaming shard, from the Parquet footers of its data files (on the Hub, a range
+    read of each footer, no download); None when the data files are not Parquet."""
+    builder, found = split_files(source, config, mirror)
+    if builder != "parquet" or not found:
+        return None
+    local = _target(source, mirror)[1]
+    per_file = [_parquet_rows(f, local) for f in found]
+    return [sum(per_file[found.index(f)] for f in _shard_files(found, i, len(found))) for i in range(len(found))]
+
+
+def _parquet_rows(name: str, local: bool) -> int:
+    if local:
+        return pq.read_metadata(name).num_rows
+    from huggingface_hub import HfFileSystem
+
+    with HfFileSystem().open(name, "rb") as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
+def split_files(source: Source, config: str | None, mirror: Path | None) -> tuple[str, list[str] | None]:
+    """The `datasets` builder the source loads with (json, parquet, ...) and its split's data files."""
     data_files = source.data_files if not isinstance(source.data_files, list) else tuple(source.data_files)
-    return _array_files(source.name, *_target(source, mirror), config, source.split, data_files, source.revision)
+    return _split_files(source.name, *_target(source, mirror), config, source.split, data_files, source.revision)
 
 
 @functools.lru_cache(maxsize=64)
-def _array_files(name: str, target: str, local: bool, config: str | None, split: str,
-                 data_files: str | tuple[str, ...] | None, revision: str | None) -> list[str] | None:
+def _split_files(name: str, target: str, local: bool, config: str | None, split: str,
+                 data_files: str | tuple[str, ...] | None, revision: str | None) -> tuple[str, list[str] | None]:
     import datasets
 
     kwargs: dict[str, Any] = {}
@@ -113,12 +144,9 @@ def _array_files(name: str, target: str, local: bool, config: str | None, split:
     except Exception as e:  # datasets raises many types; the user needs the source and the reason
         first = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
         raise SourceError(f"source {name!r}: cannot load {target} (config {config!r}, split {split!r}): {first}") from None
-    if builder.name != "json" or getattr(builder.config, "field", None) or not builder.config.data_files:
-        return None
-    found = {str(k): [str(f) for f in v] for k, v in builder.config.data_files.items()}.get(split)
-    if not found or any(files.data_suffix(Path(f)) != ".json" for f in found):
-        return None
-    return found if all(_starts_array(f, local) for f in found) else None
+    if getattr(builder.config, "field", None) or not builder.config.data_files:
+        return builder.name, None
+    return builder.name, {str(k): [str(f) for f in v] for k, v in builder.config.data_files.items()}.get(split)
 
 
 def _starts_array(name: str, local: bool) -> bool:

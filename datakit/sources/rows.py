@@ -125,7 +125,10 @@ def _hub_partitions(source: Source, ctx: ReadContext) -> list[Partition]:
             parts.append(Partition(source.name, f"{config or 'default'}:sample", {"config": config, "shard": 0, "shards": 1, "limit": ctx.sample}, langs))
             continue
         n = hub.num_shards(source, config, ctx.mirror)
-        parts.extend(Partition(source.name, f"{config or 'default'}:{i}", {"config": config, "shard": i, "shards": n}, langs) for i in range(n))
+        rows = hub.shard_rows(source, config, ctx.mirror) or []  # what reading by quota plans from, when the footers tell
+        parts.extend(Partition(source.name, f"{config or 'default'}:{i}", {"config": config, "shard": i, "shards": n,
+                                                                          **({"rows": rows[i]} if len(rows) == n else {})}, langs)
+                     for i in range(n))
     return parts
 
 
