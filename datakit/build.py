@@ -39,7 +39,7 @@ from datakit.construct.native import template_report, translate_templates
 from datakit.construct.rerender import rerender
 from datakit.construct.synthesis import synthesise
 from datakit.corpus_steps.balance import validation_rows
-from datakit.corpus_steps.run import CorpusResult, run_corpus_steps
+from datakit.corpus_steps.run import CorpusResult, cells_after_dedup, run_corpus_steps
 from datakit.datatrove_steps.partition import partition_pipeline
 from datakit.engine import Engine
 from datakit.engine.dask import DaskEngine
@@ -410,7 +410,8 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
                              resources=resources, native=native, join_index=joins.get(p.source)) for p in plan_partitions(recipe, ctx)]
         phase_seconds = {}
         clock = time.perf_counter()
-        reading = read_by_quota(recipe, jobs, functools.partial(run_partitions, engine), functools.partial(engine.map, count_rows))
+        reading = read_by_quota(recipe, jobs, functools.partial(run_partitions, engine), functools.partial(engine.map, count_rows),
+                                functools.partial(cells_after_dedup, recipe))
         partitions = reading.results
         phase_seconds["prepare (wall)"], clock = time.perf_counter() - clock, time.perf_counter()
         corpus = run_corpus_steps(recipe, partitions, fp, out, engine, reading.quotas)

@@ -12,7 +12,9 @@ It reads in rounds, each a set of ordinary partition tasks over a band of the pa
      balance applies), and per cell the fraction of its partitions' rows that fills its quota with
      `HEADROOM` for what dedup removes;
   3. top-ups: a cell still short reads the next band of the partitions that feed it, scaled by how
-     short it came, until its quota is met or its partitions are read whole (`MAX_ROUNDS` in all).
+     short it came, until its quota is met or its partitions are read whole (`MAX_ROUNDS` in all);
+     before it stops, the quotas are checked against what dedup would leave (near duplicates can
+     take a large share of generated text), and short cells read further.
 
 Every band is its own task, so a resume reuses finished bands, and the rounds depend only on counts
 that are the same whatever the engine or the number of workers. The rows never read are counted
@@ -38,10 +40,11 @@ log = logging.getLogger(__name__)
 PILOT_ROWS = 200  # at most, per partition; fewer when the target is small against the number of partitions
 MIN_PILOT_ROWS = 10
 HEADROOM = 1.25
-MAX_ROUNDS = 4
+MAX_ROUNDS = 6
 
 RunTasks = Callable[[list[PartitionJob], str], list[PartitionResult]]  # (jobs, progress label) -> results
 CountRows = Callable[[list[PartitionJob], str], list[int]]  # (jobs, progress label) -> rows of each
+AfterDedup = Callable[[list[PartitionResult]], Counter]  # results -> records per cell that dedup leaves
 
 
 @dataclass
@@ -120,9 +123,11 @@ def pilot_band(expected_rows: int | None, rows: int) -> int:
     return min(BAND_SCALE, math.ceil(BAND_SCALE * rows / expected_rows))
 
 
-def read_by_quota(recipe: Recipe, jobs: list[PartitionJob], run: RunTasks, count: CountRows) -> Reading:
+def read_by_quota(recipe: Recipe, jobs: list[PartitionJob], run: RunTasks, count: CountRows,
+                  after_dedup: AfterDedup | None = None) -> Reading:
     """Run the partition tasks over only as many rows as the recipe's target needs (all of them
-    without a target size). `count` is the counting pass for partitions of unknown size."""
+    without a target size). `count` is the counting pass for partitions of unknown size;
+    `after_dedup` tells what dedup would leave, checked before reading stops."""
     settings = BalanceSettings.from_recipe(recipe.balance, recipe.seed)
     if settings.target is None:
         return Reading(run(jobs, "prepare"))
@@ -149,7 +154,7 @@ def read_by_quota(recipe: Recipe, jobs: list[PartitionJob], run: RunTasks, count
     quotas = plan_quotas({cell: round(n) for cell, n in sorted(expected.items())}, settings)
     share = {cell: min(1.0, HEADROOM * q / expected[cell]) for cell, q in quotas.cells.items() if q and expected[cell]}
 
-    rounds = 1
+    rounds, checked = 1, False
     while rounds < MAX_ROUNDS:
         todo = []
         for i, p in enumerate(progress):
@@ -157,23 +162,37 @@ def read_by_quota(recipe: Recipe, jobs: list[PartitionJob], run: RunTasks, count
             hi = min(BAND_SCALE, math.ceil(wanted * BAND_SCALE))
             if hi > p.hi:
                 todo.append((i, p.hi, hi))
-        if not todo:
-            break
+        if not todo:  # the quotas are met before dedup: check them after it, once per state
+            if after_dedup is None or checked:
+                break
+            checked = True
+            if not _widen(share, quotas, after_dedup([r for p in progress for _, r in p.bands])):
+                break
+            continue
+        checked = False
         rounds += 1
         _run_round(progress, todo, run, f"prepare (round {rounds})")
         got: Counter = Counter()
         for p in progress:
             for key, n in p.kept.items():
                 got[_cell(key)] += n
-        for cell, q in quotas.cells.items():
-            if q and got[cell] < q and cell in share:  # short: read further, by how short it came
-                share[cell] = min(1.0, share[cell] * (HEADROOM * q / got[cell] if got[cell] else 4.0))
+        _widen(share, quotas, got)
 
     results, sources = _account(progress)
     for name, s in sources.items():
         log.info("read by quota: %-22s %s of %s rows read (%.1f%%), %s records kept", name, f"{s.read:,}",
                  f"{s.available:,}", 100 * s.read / max(s.available, 1), f"{s.kept:,}")
     return Reading(results, quotas, sources, rounds)
+
+
+def _widen(share: dict[Cell, float], quotas: Quotas, got: Counter) -> bool:
+    """Read further for every cell short of its quota, by how short it came; whether any changed."""
+    changed = False
+    for cell, q in quotas.cells.items():
+        if q and got[cell] < q and cell in share and share[cell] < 1.0:
+            share[cell] = min(1.0, share[cell] * (HEADROOM * q / got[cell] if got[cell] else 4.0))
+            changed = True
+    return changed
 
 
 def _run_round(progress: list[_Progress], todo: list[tuple[int, int, int]], run: RunTasks, label: str) -> None:

@@ -9,6 +9,8 @@ written per work file by one task per file that has any, with what each rejected
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,6 +139,28 @@ def reject_jobs(removal: Removal, keys: pa.Table, files: list[str], tasks: list[
     return jobs
 
 
+def dedup_removals(recipe: Recipe, keys: pa.Table, files: list[str], alive: np.ndarray) -> Iterator[Removal]:
+    """The recipe's dedup steps in order, each over the rows the ones before left `alive` (the
+    caller takes each removal's rows out of `alive` before asking for the next)."""
+    if recipe.dedup.exact:
+        yield exact_removal(keys, alive)
+    params = nd.params_for(recipe.dedup.near)
+    if params is not None:
+        yield near_removal(keys, alive, files, params)
+
+
+def cells_after_dedup(recipe: Recipe, partitions: list[PartitionResult]) -> Counter:
+    """Records per (group, language, task) that dedup would leave, written nowhere: what reading by
+    quota checks its quotas against before it stops reading."""
+    files = [path for p in partitions for path in p.records.values()]
+    keys = read_keys(files)
+    alive = np.ones(keys.num_rows, dtype=bool)
+    for removal in dedup_removals(recipe, keys, files, alive):
+        alive[removal.rows] = False
+    left = keys.filter(pa.array(alive))
+    return Counter(zip(*(left.column(c).to_pylist() for c in ("group", "lang", "task")), strict=True))
+
+
 @dataclass(kw_only=True)
 class CorpusResult:
     """What the whole-corpus steps leave for the shards, the stats and the card."""
@@ -190,15 +214,10 @@ def run_corpus_steps(recipe: Recipe, partitions: list[PartitionResult], fp: dict
                 s.rejected[reason] = g
             per_source[src].append(s)
 
-    params = nd.params_for(recipe.dedup.near)
-    dedup_stages = [("exact_dedup", recipe.dedup.exact, lambda: exact_removal(keys, alive)),
-                    ("near_dedup", params is not None, lambda: near_removal(keys, alive, files, params))]
-    for stage_name, enabled, find in dedup_stages:
-        if not enabled:
-            continue
-        removal = find()
+    for removal in dedup_removals(recipe, keys, files, alive):
         removed = np.zeros(n, dtype=bool)
         removed[removal.rows] = True
+        stage_name = removal.stage
         account(stage_name, alive.copy(), removed, removal.reason)
         jobs = reject_jobs(removal, keys, files, tasks, out, fp[stage_name])
         rejected_files[stage_name] = [r.file for r in engine.map(write_rejected, jobs, stage_name.replace("_", " "))]
