@@ -436,7 +436,8 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     if joins:  # per language: records whose pivot text was joined through another language
         stats["joined"] = {lang: n for lang, n in sorted(joined.items()) if n}
     if reading.quotas is not None:  # what reading by quota read of each source
-        stats["reading"] = {"rounds": reading.rounds, "sources": {n: s.to_json() for n, s in reading.sources.items()}}
+        stats["reading"] = {"rounds": reading.rounds, "sources": {n: s.to_json() for n, s in reading.sources.items()},
+                            **({"metadata_mismatches": reading.mismatches} if reading.mismatches else {})}
     templates = template_report(out, fp["prepare"])
     if templates is not None:  # what the LLM made of our templates, per language
         stats["native_templates"] = templates

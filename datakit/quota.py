@@ -68,6 +68,7 @@ class Reading:
     quotas: Quotas | None = None
     sources: dict[str, SourceReading] = field(default_factory=dict)
     rounds: int = 1
+    mismatches: list[str] = field(default_factory=list)  # partitions whose metadata disagreed with their rows
 
 
 @dataclass
@@ -141,6 +142,10 @@ def read_by_quota(recipe: Recipe, jobs: list[PartitionJob], run: RunTasks, count
     _run_round(progress, [(i, 0, pilot_band(sizes[i], rows)) for i in range(len(jobs))], run, "prepare (pilot)")
     # A partition smaller than its estimate may have had no row in its band: now that its size is
     # known, its pilot is read again at the right size.
+    mismatches = [f"{p.job.partition.task_name}: its metadata said {sizes[i]:,} rows, it holds {p.rows_total:,}"
+                  for i, p in enumerate(progress) if sizes[i] is not None and not 0.5 <= (p.rows_total + 1) / (sizes[i] + 1) <= 2]
+    for m in mismatches:
+        log.warning("read by quota: %s; planned from what it holds", m)
     again = [(i, p.hi, pilot_band(p.rows_total, rows)) for i, p in enumerate(progress) if not p.rows_read and p.rows_total]
     if again:
         _run_round(progress, again, run, "prepare (pilot, resized)")
@@ -182,7 +187,7 @@ def read_by_quota(recipe: Recipe, jobs: list[PartitionJob], run: RunTasks, count
     for name, s in sources.items():
         log.info("read by quota: %-22s %s of %s rows read (%.1f%%), %s records kept", name, f"{s.read:,}",
                  f"{s.available:,}", 100 * s.read / max(s.available, 1), f"{s.kept:,}")
-    return Reading(results, quotas, sources, rounds)
+    return Reading(results, quotas, sources, rounds, mismatches)
 
 
 def _widen(share: dict[Cell, float], quotas: Quotas, got: Counter) -> bool:

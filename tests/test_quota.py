@@ -4,6 +4,7 @@ counts every row it did not read, and writes the same bytes whatever the number 
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -76,3 +77,23 @@ def test_workers_do_not_change_a_byte_and_a_rerun_reads_nothing_new(by_quota, co
     assert sorted(p.name for p in (again.out / ".datakit" / "prepare").rglob("*.done.json")) == markers
     assert tree_bytes(again.out, "data") == tree_bytes(one.out, "data")
     assert sum(pq.read_metadata(f).num_rows for f in (again.out / "data").rglob("*.parquet")) == one.manifest["rows"]
+
+
+def test_metadata_that_disagrees_with_the_data_adjusts_the_plan_and_says_so(corpus, tmp_path):
+    """A JSON Lines file mostly blank lines: its line count promises 40x the rows it holds."""
+    rows = json.loads((corpus / "alpaca-demo/data/alpaca_en_demo.json").read_text(encoding="utf-8"))[:50]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "en.jsonl").write_text("".join(json.dumps(r) + "\n" + "\n" * 40 for r in rows), encoding="utf-8")
+    recipe = tmp_path / "sparse.yaml"
+    recipe.write_text(textwrap.dedent("""
+        name: sparse
+        sources:
+          - {name: en, format: alpaca, path: data/en.jsonl, lang: eng_Latn, license: CC-BY-NC-4.0}
+        filters: {lid: {enabled: false}}
+        balance: {target_size: 30, mix: {zh: 0.0, en: 1.0, cross_lingual: 0.0}}
+    """), encoding="utf-8")
+    result = run_build(BuildOptions(recipe=str(recipe), data_dir=str(tmp_path), output=str(tmp_path / "out"), workers=1))
+    (mismatch,) = result.stats["reading"]["metadata_mismatches"]
+    assert mismatch.endswith("it holds 50") and "said 2,050 rows" in mismatch
+    assert result.manifest["rows"] == 30
+    assert "metadata disagreed with the data" in (tmp_path / "out" / "README.md").read_text(encoding="utf-8")

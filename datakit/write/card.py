@@ -133,6 +133,8 @@ def render_card(*, recipe: Recipe, counts: Counter, splits: dict[str, list[str]]
         body += ["**Read by quota** (the target size needed only part of the sources; rows chosen by a seeded hash of "
                  f"their position, {reading['rounds']} round{'s' * (reading['rounds'] != 1)}):", "",
                  _table(["source", "rows available", "rows read", "share read", "records kept"], rows), ""]
+        for mismatch in reading.get("metadata_mismatches", []):
+            body += [f"- metadata disagreed with the data: {mismatch}; the plan used what the data holds", ""]
     pinned = [f"`{s.name}` @ `{s.revision}`" for s in sources if s.hub and s.revision]
     if pinned:
         body += ["Hub revisions: " + ", ".join(pinned) + ".", ""]
