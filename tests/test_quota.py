@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LANGS = "swh_Latn,yor_Latn,fra_Latn,hin_Deva,jpn_Jpan,deu_Latn"
 
 
-def build(corpus, out, workers: int, target: int | None):
+def build(corpus, out, workers: int, target: int | None, engine: str = "dask"):
     return run_build(BuildOptions(recipe=str(ROOT / "pipelines/local.yaml"), data_dir=str(corpus), output=str(out), sample=400,
-                                  workers=workers, langs=LANGS, overrides={"balance.target_size": target}))
+                                  workers=workers, langs=LANGS, engine=engine, overrides={"balance.target_size": target}))
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +68,8 @@ def test_the_output_meets_the_contract(by_quota):
     assert "ntrex128" in card
 
 
-def test_workers_do_not_change_a_byte_and_a_rerun_reads_nothing_new(by_quota, corpus, tmp_path):
-    one = build(corpus, tmp_path / "one", workers=1, target=600)
+def test_workers_and_engines_do_not_change_a_byte_and_a_rerun_reads_nothing_new(by_quota, corpus, tmp_path):
+    one = build(corpus, tmp_path / "one", workers=1, target=600, engine="datatrove")
     assert tree_bytes(one.out, "data") == tree_bytes(by_quota.out, "data")
     assert json.loads((one.out / "stats.json").read_text()) == by_quota.stats
     markers = sorted(p.name for p in (one.out / ".datakit" / "prepare").rglob("*.done.json"))
