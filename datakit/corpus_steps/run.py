@@ -98,7 +98,7 @@ def near_removal(keys: pa.Table, alive: np.ndarray, files: list[str], params: nd
     cols = nd.columns(params)
 
     def read(columns: list[str]) -> pa.Table:
-        return pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
+        return pa.concat_tables([pq.ParquetFile(f).read(columns=columns) for f in files])  # lighter than read_table per file
 
     def read_band(band: int):
         t = read(["_nkey", *cols[band * params.rows : (band + 1) * params.rows]])
