@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -88,6 +89,9 @@ def exact_removal(keys: pa.Table, alive: np.ndarray) -> Removal:
     return Removal("exact_dedup", "exact_duplicate", index[positions], [{"duplicate_of": m} for m in originals])
 
 
+NEAR_READ_BYTES = 256 << 20  # signature columns held at once while near dedup reads its bands
+
+
 def near_removal(keys: pa.Table, alive: np.ndarray, files: list[str], params: nd.MinHashParams) -> Removal:
     """Near duplicates among the surviving rows (global indices in, global indices out)."""
     index = np.flatnonzero(alive)
@@ -97,13 +101,19 @@ def near_removal(keys: pa.Table, alive: np.ndarray, files: list[str], params: nd
     rows = keys.column("row").to_numpy()
     cols = nd.columns(params)
 
-    def read(columns: list[str]) -> pa.Table:
-        return pa.concat_tables([pq.ParquetFile(f).read(columns=columns) for f in files])  # lighter than read_table per file
+    # Bands are read a few at a time, as many as fit NEAR_READ_BYTES: every work file is opened once
+    # per group of bands, not once per band (thousands of small files), and memory stays bounded.
+    per_group = max(1, NEAR_READ_BYTES // max(1, keys.num_rows * params.rows * 2))
+    group: dict[str, Any] = {}
 
     def read_band(band: int):
-        t = read(["_nkey", *cols[band * params.rows : (band + 1) * params.rows]])
-        band_cols = np.stack([t.column(c).to_numpy() for c in t.column_names[1:]], axis=1)[index]
-        return band_cols, t.column("_nkey").to_numpy()[index]
+        if not group or not group["first"] <= band < group["first"] + per_group:
+            wanted = cols[band * params.rows : min(params.bands, band + per_group) * params.rows]
+            t = pa.concat_tables([pq.ParquetFile(f).read(columns=["_nkey", *wanted]) for f in files])
+            group.update(first=band, table=t, nkey=t.column("_nkey").to_numpy()[index])
+        t = group["table"]
+        band_cols = np.stack([t.column(c).to_numpy() for c in cols[band * params.rows : (band + 1) * params.rows]], axis=1)[index]
+        return band_cols, group["nkey"]
 
     def read_signatures(involved: np.ndarray) -> np.ndarray:
         sigs = np.zeros((len(involved), params.num_perm), dtype=np.uint16)
