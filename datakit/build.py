@@ -23,6 +23,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from datakit.datatrove_steps.partition import partition_pipeline
 from datakit.engine import Engine
 from datakit.engine.dask import DaskEngine
 from datakit.engine.datatrove import DatatroveEngine
-from datakit.errors import DatakitError, OutputError, RecipeError
+from datakit.errors import DatakitError, OutputError, RecipeError, SourceError
 from datakit.hashing import canonical_json
 from datakit.models import resolve_lid_model
 from datakit.partition import PartitionJob, PartitionResult, count_rows, process_partition
@@ -55,7 +56,7 @@ from datakit.record_stages.lid import LanguageId
 from datakit.record_stages.order import StageResources, stage_names
 from datakit.resources import pipeline_path
 from datakit.sources import adapter_for
-from datakit.sources.base import Partition, ReadContext
+from datakit.sources.base import Partition, ReadContext, SourceWarning, collect_warnings
 from datakit.sources.hub import check_reachable
 from datakit.sources.join import build_join_index
 from datakit.sources.rows import local_root
@@ -69,7 +70,7 @@ from datakit.write.shards import expand_copies, plan_shards, write_shard
 log = logging.getLogger("datakit")
 
 DEFAULT_RECIPE = "bayling2.yaml"
-OUTPUT_ENTRIES = ("data", "rejected", "README.md", "manifest.json", "stats.json", "report", WORK_DIR)
+LEDGER = "written.json"
 
 
 @dataclass
@@ -109,6 +110,18 @@ def resolve_recipe(opts: BuildOptions) -> tuple[Recipe, Path]:
     if opts.overrides:
         recipe = with_overrides(recipe, **opts.overrides)
     return recipe, path
+
+
+def check_options(opts: BuildOptions) -> None:
+    """Values a reader would otherwise trip on deep inside (islice, Dask's cluster), checked at the edge."""
+    if opts.sample is not None and opts.sample < 1:
+        raise DatakitError(f"--sample must be a positive number of rows (got {opts.sample}); leave it out to read everything")
+    if opts.workers is not None and opts.workers < 1:
+        raise DatakitError(f"--workers must be at least 1 (got {opts.workers}); leave it out for one per CPU core")
+    if opts.rows_per_task < 1:
+        raise DatakitError(f"--rows-per-task must be at least 1 (got {opts.rows_per_task})")
+    if not opts.langs.strip(" ,"):
+        raise DatakitError("--langs is empty: give 'all', a comma list of codes or a group name (see --help)")
 
 
 def read_context(recipe: Recipe, recipe_path: Path, opts: BuildOptions) -> ReadContext:
@@ -197,21 +210,81 @@ def check_resume(out: Path, fp: dict[str, str]) -> None:
         log.info("rebuilding %s: %s reused, %s redone", out, ", ".join(kept) or "nothing", ", ".join(changed))
 
 
+class WrittenFiles:
+    """The files datakit wrote into an output folder outside its work folder: the only ones it ever
+    removes there (--overwrite, stale shards, an earlier build's rejected/), so a file the user put
+    in the folder is never deleted.
+
+    A path is recorded (in `.datakit/written.json`) before its file is written, so a build killed
+    mid-write still owns what it left; the manifest of an earlier build counts as such a record too.
+    """
+
+    def __init__(self, out: Path):
+        self.out, self.ledger = out, out / WORK_DIR / LEDGER
+        listed = _read_json(self.ledger)
+        manifest = _read_json(out / "manifest.json")
+        if _is_manifest(manifest):
+            listed = [*(listed if isinstance(listed, list) else []), "manifest.json",
+                      *(e.get("path") for e in manifest["files"] if isinstance(e, dict))]
+        self.paths = {p for p in (listed if isinstance(listed, list) else []) if _inside(p)}
+
+    def add(self, paths: Iterable[str]) -> None:
+        new = set(paths) - self.paths
+        if new:
+            self.paths |= new
+            write_json(self.ledger, sorted(self.paths))
+
+    def remove(self, under: str = "", keep: set[str] | frozenset[str] = frozenset()) -> None:
+        """Delete the recorded files under `under` (a folder prefix like "data/"), except `keep`,
+        and the folders that this leaves empty; nothing else is touched."""
+        gone = sorted(p for p in self.paths if p.startswith(under) and p not in keep)
+        for rel in gone:
+            target = self.out / rel
+            if target.is_file() or target.is_symlink():
+                target.unlink()
+            folder = target.parent
+            while folder != self.out and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
+        if gone:
+            self.paths -= set(gone)
+            write_json(self.ledger, sorted(self.paths))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _is_manifest(value: Any) -> bool:
+    """datakit's manifest.json, not some other tool's file of that name."""
+    return isinstance(value, dict) and isinstance(value.get("recipe"), dict) and isinstance(value.get("files"), list)
+
+
+def _inside(rel: Any) -> bool:
+    """A recorded path that names a file in the output folder (never outside it, never the work folder)."""
+    if not isinstance(rel, str) or not rel:
+        return False
+    parts = Path(rel).parts
+    return not Path(rel).is_absolute() and ".." not in parts and parts[0] != WORK_DIR
+
+
 def open_output_folder(out: Path, overwrite: bool) -> None:
-    """The output folder, checked writable; refused if it holds something not written by datakit."""
+    """The output folder, checked writable; refused if it holds something not written by datakit
+    (with --overwrite too: --overwrite removes what an earlier build wrote, and only that)."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"output {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
-        ours = (out / WORK_DIR).is_dir() or (out / "manifest.json").is_file()
-        if not ours and not overwrite:
-            raise OutputError(f"output folder {out} is not empty and was not written by datakit; choose another folder or pass --overwrite")
+        ours = (out / WORK_DIR).is_dir() or _is_manifest(_read_json(out / "manifest.json"))
+        if not ours:
+            raise OutputError(f"output folder {out} is not empty and was not written by datakit; datakit never deletes files "
+                              "it did not write, so --overwrite does not apply to it either: choose a new or empty folder")
         if overwrite:
-            for name in OUTPUT_ENTRIES:
-                target = out / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                elif target.exists():
-                    target.unlink()
+            WrittenFiles(out).remove()
+            if (out / WORK_DIR).is_dir():
+                shutil.rmtree(out / WORK_DIR)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".datakit-write-test"
@@ -233,38 +306,71 @@ def plan_partitions(recipe: Recipe, ctx: ReadContext) -> list[Partition]:
     return parts
 
 
+def check_selection(recipe: Recipe, ctx: ReadContext, parts: list[Partition]) -> list[SourceWarning]:
+    """Selected languages (--langs) that no source has data for: an error when none of them has
+    any (the build would hold only the hubs), else a warning naming them. Where a source's
+    languages only show in its rows (a Hub bitext without configs), a warning is all it can be."""
+    if ctx.langs is None:
+        return []
+    asked = sorted(ctx.langs - set(ctx.pivots))
+    langs_of = {s.name: s.lang for s in recipe.sources}
+    found = {code for p in parts for code in p.langs} | {lang for lang in langs_of.values() if lang}
+    unknown = any(not p.langs and not langs_of.get(p.source) for p in parts)
+    missing = [c for c in asked if c not in found]
+    if missing and len(missing) == len(asked) and not unknown:
+        raise DatakitError(f"--langs: no source has data for {', '.join(missing)}; the build would hold only the hubs "
+                           f"{', '.join(ctx.pivots)}. Languages with data: {_some(sorted(found - set(ctx.pivots)))}")
+    if not missing:
+        return []
+    return [SourceWarning("", "--langs", "no_data", f"no source {'is known to have' if unknown else 'has'} data for "
+                          f"{', '.join(missing)}: selected, but nothing is built for {'it' if len(missing) == 1 else 'them'}")]
+
+
+def _some(codes: list[str], n: int = 12) -> str:
+    return ", ".join(codes[:n]) + (f" and {len(codes) - n} more" if len(codes) > n else "") if codes else "none"
+
+
+def contributed_nothing(recipe: Recipe, parts: list[Partition], counts: Counter) -> list[SourceWarning]:
+    """Sources, and languages they were planned for, with no record in data/: named, so that a
+    loss by rejection (misaligned, unreadable, filtered) is never only a cell in a table."""
+    rows_of: Counter = Counter()
+    langs_written = set()
+    for (_, lang, _, source), n in counts.items():
+        rows_of[source] += n
+        langs_written.add(lang)
+    found = [SourceWarning(s.name, s.hub or s.path or "", "no_records", "no record of this source is in data/: see stats.json "
+                           "(`sources`) and rejected/ for where its rows went") for s in recipe.sources if rows_of[s.name] == 0]
+    planned = sorted({code for p in parts for code in p.langs} - langs_written)
+    if planned:
+        found.append(SourceWarning("", "languages", "no_records", f"no record in data/ for {_some(planned)}, though sources were "
+                                   "read for them: see stats.json and rejected/ for why"))
+    return found
+
+
+def log_warnings(warnings: list[SourceWarning]) -> None:
+    for w in warnings:
+        log.warning("%s", w)
+
+
 # ---------------------------------------------------------------------------- 5. finalise
 
 
-def collect_rejected(out: Path, partitions: list[PartitionResult], corpus_files: dict[str, list[str]]) -> list[Path]:
-    """Materialise out/rejected/<stage>/<task>.parquet from the task outputs (hard links where possible)."""
-    target_root = out / "rejected"
-    if target_root.exists():
-        shutil.rmtree(target_root)
+def collect_rejected(out: Path, owned: WrittenFiles, partitions: list[PartitionResult], corpus_files: dict[str, list[str]]) -> list[Path]:
+    """Materialise out/rejected/<stage>/<task>.parquet from the task outputs (hard links where
+    possible), in place of the rejected files an earlier build wrote there."""
     pairs = [(stage, Path(f)) for p in partitions for stage, f in p.rejected_files.items()]
     pairs += [(stage, Path(f)) for stage, fs in corpus_files.items() for f in fs]
-    written = []
-    for stage, src in pairs:
-        dst = target_root / stage / src.name
+    targets = [(out / "rejected" / stage / src.name, src) for stage, src in pairs]
+    owned.remove(under="rejected/")
+    owned.add(dst.relative_to(out).as_posix() for dst, _ in targets)
+    for dst, src in targets:
         dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.unlink(missing_ok=True)
         try:
             os.link(src, dst)
         except OSError:
             shutil.copyfile(src, dst)
-        written.append(dst)
-    return written
-
-
-def remove_stale_data(out: Path, keep: set[str]) -> None:
-    data = out / "data"
-    if not data.is_dir():
-        return
-    for f in data.rglob("*.parquet"):
-        if f.relative_to(out).as_posix() not in keep:
-            f.unlink()
-    for d in sorted((p for p in data.iterdir() if p.is_dir()), reverse=True):
-        if not any(d.iterdir()):
-            d.rmdir()
+    return [dst for dst, _ in targets]
 
 
 def assemble_stats(recipe: Recipe, partitions: list[PartitionResult], corpus: CorpusResult) -> dict[str, Any]:
@@ -383,6 +489,7 @@ def make_engine(opts: BuildOptions, out: Path, fp: dict[str, str], console: Cons
 def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult:
     console = console or Console(stderr=True)
     started = time.perf_counter()
+    check_options(opts)
     recipe, recipe_path = resolve_recipe(opts)
     ctx = read_context(recipe, recipe_path, opts)
     check_sources(recipe, ctx)
@@ -405,9 +512,16 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
              for s in recipe.sources if s.join is not None}
 
     resources = StageResources(lid_model=lid_model, contamination=decontamination, llm_cache=opts.cache_dir, run_id=fp["prepare"][:16])
+    with collect_warnings() as warnings:
+        planned = plan_partitions(recipe, ctx)
+    warnings += check_selection(recipe, ctx, planned)
+    log_warnings(warnings)
+    if opts.strict and warnings:
+        raise SourceError(f"--strict: {warnings[0]}" + (f" (and {len(warnings) - 1} more warnings)" if len(warnings) > 1 else ""))
+    owned = WrittenFiles(out)
     with make_engine(opts, out, fp, console) as engine:
         jobs = [PartitionJob(recipe=recipe, partition=p, ctx=ctx, out=str(out), fingerprint=fp["prepare"], strict=opts.strict,
-                             resources=resources, native=native, join_index=joins.get(p.source)) for p in plan_partitions(recipe, ctx)]
+                             resources=resources, native=native, join_index=joins.get(p.source)) for p in planned]
         phase_seconds = {}
         clock = time.perf_counter()
         reading = read_by_quota(recipe, jobs, functools.partial(run_partitions, engine), functools.partial(engine.map, count_rows),
@@ -423,13 +537,19 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
         native_of = native or {}
         shard_jobs = plan_shards(split_rows(selected, recipe), corpus.files, recipe.output, str(out), fp["write"],
                                  repeat_for=lambda lang: functools.partial(rerender, seed=recipe.seed, native=native_of.get(lang, ())))
+        owned.add(job.path for job in shard_jobs)
         written = engine.map(write_shard, shard_jobs, "write")
         phase_seconds["write shards (wall)"] = time.perf_counter() - clock
 
     write_profile(out, partitions, phase_seconds)
-    remove_stale_data(out, {w.path for w in written})
-    rejected_paths = collect_rejected(out, partitions, corpus.rejected_files)
+    owned.remove(under="data/", keep={w.path for w in written})
+    rejected_paths = collect_rejected(out, owned, partitions, corpus.rejected_files)
     stats = assemble_stats(recipe, partitions, corpus)
+    counts = data_counts(selected, corpus.file_sources)
+    late = contributed_nothing(recipe, planned, counts)
+    log_warnings(late)
+    if warnings or late:  # what contributed nothing, and why: in the log, here and in the card
+        stats["warnings"] = [w.to_json() for w in [*warnings, *late]]
     joined = Counter()
     for w in written:
         joined[w.path.split("/")[1]] += w.joined
@@ -441,11 +561,11 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     templates = template_report(out, fp["prepare"])
     if templates is not None:  # what the LLM made of our templates, per language
         stats["native_templates"] = templates
+    owned.add(["stats.json", "README.md", "manifest.json"])
     write_json(out / "stats.json", stats)
     build_info = {"langs": "all" if ctx.langs is None else sorted(ctx.langs), "sample": ctx.sample,
                   "stages": [s["name"] for s in stats["stages"]]}
     data_files = [out / w.path for w in written]
-    counts = data_counts(selected, corpus.file_sources)
     manifest = build_manifest(out, recipe_hash=recipe.fingerprint(), recipe_name=recipe.name, seed=recipe.seed, build=build_info,
                               files=data_files + rejected_paths + [out / "stats.json"])
     manifest["sources"] = source_entries(recipe, counts)
@@ -460,7 +580,9 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     report = write_report(out, stats=stats, counts=counts, mix=dict(recipe.balance.mix), title=recipe.name,
                           groups=np.repeat(selected.column("group").to_numpy(zero_copy_only=False), selected.column("copies").to_numpy()),
                           nbytes=np.repeat(selected.column("nbytes").to_numpy(), selected.column("copies").to_numpy()))
-    manifest["files"] += [file_entry(out, p) for p in [out / "README.md", *sorted((out / "report").iterdir())]]
+    report_files = sorted((out / "report").iterdir())
+    owned.add(p.relative_to(out).as_posix() for p in report_files)
+    manifest["files"] += [file_entry(out, p) for p in [out / "README.md", *report_files]]
     manifest["files"].sort(key=lambda e: e["path"])
     write_json(out / "manifest.json", manifest)
     prune(out, {stage: {fp[{"synthesis": "prepare", "native_templates": "prepare", "join": "prepare", "datatrove": "write"}.get(stage, stage)]}

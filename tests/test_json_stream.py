@@ -194,7 +194,7 @@ def test_hub_json_arrays_are_streamed_by_datakit_not_loaded_by_datasets(corpus, 
 
     # A bad element is a rejection naming the file in the repository, not a failed source.
     array.write_bytes(array.read_bytes().replace(b'"from": "gpt"', b'"from": gpt', 1))
-    hub._array_files.cache_clear()
+    hub._split_files.cache_clear()
     items = list(hub.iter_hub_rows(source, None, mirror, 0, 1, None))
     (bad,) = [i for i in items if isinstance(i, RawError)]
     assert bad.reason == "malformed_json" and bad.loc["file"] == "openhermes2_5.json" and bad.loc["index"] == 0

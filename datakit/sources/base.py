@@ -8,14 +8,19 @@ the build (unless the build is `--strict`).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
+import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from datakit.hashing import canonical_json
 from datakit.recipe import Source
+
+log = logging.getLogger("datakit")
 
 # Reading by quota reads a band of each partition's rows: those whose seeded position falls in
 # [lo, hi) of [0, BAND_SCALE). Bands are integers, so a band names the same rows on every machine.
@@ -143,3 +148,49 @@ class Adapter(Protocol):
     def partitions(self, source: Source, ctx: ReadContext) -> list[Partition]: ...
 
     def read(self, source: Source, partition: Partition, ctx: ReadContext) -> Iterator[Item]: ...
+
+
+# ------------------------------------------------------------------------------ warnings
+
+
+@dataclass(frozen=True)
+class SourceWarning:
+    """A file, language or source that contributes nothing (or less than it looks like it should),
+    found while planning: empty, a folder, misaligned. Its rows, if any, are still accounted for
+    (rejected or left out); the warning is what makes the loss visible in the log, stats and card."""
+
+    source: str  # "" for the build as a whole (a --langs selection)
+    file: str  # the file, or what else it is about (a pair, "--langs")
+    reason: str  # snake_case, like a rejection reason
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{f'source {self.source!r}: ' if self.source else ''}{self.file}: {self.detail}"
+
+    def to_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+_COLLECTED: contextvars.ContextVar[list[SourceWarning] | None] = contextvars.ContextVar("datakit_source_warnings", default=None)
+
+
+def warn(source: str, file: str, reason: str, detail: str) -> None:
+    """Report a planning-time problem: collected by the build (which logs it once and puts it in
+    stats.json and the card), or only logged when no build is collecting (calibrate_lid, say)."""
+    found = SourceWarning(source, file, reason, detail)
+    collected = _COLLECTED.get()
+    if collected is None:
+        log.warning("%s", found)
+    elif found not in collected:  # an adapter planning twice (sample, then full) reports once
+        collected.append(found)
+
+
+@contextlib.contextmanager
+def collect_warnings() -> Iterator[list[SourceWarning]]:
+    """The warnings adapters report while the block runs, in the order they were found."""
+    collected: list[SourceWarning] = []
+    token = _COLLECTED.set(collected)
+    try:
+        yield collected
+    finally:
+        _COLLECTED.reset(token)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import re
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ from datakit import languages
 from datakit.errors import SourceError, UnknownLanguageError
 from datakit.recipe import Source
 from datakit.scripts import dominant_script, scripts_agree
-from datakit.sources import files, rows
+from datakit.sources import base, files, rows
 from datakit.sources.base import Item, Parallel, Partition, RawError, RawRow, ReadContext
 from datakit.sources.instructions import RowAdapter
 
@@ -49,13 +51,20 @@ class _LangFiles:
     variants: dict[str, Path]
 
 
-def _plan_line_files(source: Source, ctx: ReadContext, unknown: dict[str, str]) -> dict[str, _LangFiles]:
-    """Group a folder of one-language-per-file texts by language; pick each language's primary file.
+PAIR_HINT = ("If each file belongs to one language pair (OPUS Moses downloads: corpus.fr-en.fr + corpus.fr-en.en), capture the pair "
+             r"in `files` with a named group, e.g. 'corpus\.(?P<pair>[a-z]+-[a-z]+)\.(?P<lang>[a-z]+)'; if some are second "
+             "references, capture their mark with (?P<ref>...).")
 
-    Files whose language tag is unknown are collected in `unknown` (path -> problem)."""
-    root = rows.local_root(source, ctx)
+
+def _plan_line_files(source: Source, ctx: ReadContext, found: list[tuple[Path, Any]], unknown: dict[str, str]) -> dict[str, _LangFiles]:
+    """Group one-language-per-file texts by language; pick each language's primary file.
+
+    Files whose language tag is unknown are collected in `unknown` (path -> problem). A language
+    with two files that are neither regional variants nor marked second references is refused:
+    line-aligned files only pair up when every language has one text, and guessing which of two
+    English files goes with French would write wrong translations without a word."""
     by_code: dict[str, list[tuple[Path, languages.Lang, bool]]] = {}
-    for path, match in rows.matching_files(source, root):
+    for path, match in found:
         assert match is not None
         tag = match.group("lang")
         try:
@@ -69,33 +78,79 @@ def _plan_line_files(source: Source, ctx: ReadContext, unknown: dict[str, str]) 
     planned = {}
     for code, entries in sorted(by_code.items()):
         # The primary reference: the file with no region and no second-reference mark; when every
-        # file has one, the first by name. The rest are extra references.
+        # file has one, the first by name. The rest are extra references, one per label.
         entries.sort(key=lambda e: (e[2], e[1].region is not None, e[0].name))
+        labels: dict[str | None, list[Path]] = {}
+        for path, lang, secondary in entries:
+            labels.setdefault(f"ref:{path.name}" if secondary else lang.region, []).append(path)
+        clash = next((paths for paths in labels.values() if len(paths) > 1), None)
+        if clash is not None:
+            names = ", ".join(rows.relative(p, ctx) for p in clash)
+            raise SourceError(f"source {source.name!r}: {code} has {len(clash)} files that are neither regional variants nor "
+                              f"second references ({names}); their lines cannot be paired with the other languages' lines, "
+                              f"so datakit will not guess. {PAIR_HINT}")
         primary = entries[0][0]
         variants = {}
         for path, lang, secondary in entries[1:]:
-            label = lang.region or rows.relative(path, ctx)
-            if secondary:
-                label = f"ref:{path.name}"
-            variants[label] = path
+            variants[f"ref:{path.name}" if secondary else (lang.region or rows.relative(path, ctx))] = path
         planned[code] = _LangFiles(primary, variants)
     return planned
 
 
-def star_partitions(source: Source, ctx: ReadContext, codes: list[str], params_for) -> list[Partition]:
+def _check_alignment(source: Source, ctx: ReadContext, planned: dict[str, _LangFiles]) -> None:
+    """Line counts of the files that will be paired: a hub file that disagrees stops the build
+    (every language would be rejected), any other file that disagrees is named in a warning
+    (its rows are rejected as `misaligned`, its extra references left out)."""
+    codes = [c for c in planned if c in ctx.pivots or ctx.selected(c)]
+    counts = {c: files.count_lines(planned[c].primary) for c in codes}
+    pivots = [p for p in ctx.pivots if p in counts]
+    tally = Counter(counts.values())
+    usual = max(sorted(tally), key=tally.__getitem__)  # the count most files have (the smaller on a tie)
+    name = {c: rows.relative(planned[c].primary, ctx) for c in codes}
+    odd = [p for p in pivots if counts[p] != usual and tally[usual] > tally[counts[p]]]
+    if not odd and len({counts[p] for p in pivots}) > 1:
+        odd = pivots  # two hub files disagree and nothing says which one is right
+    if odd:
+        raise SourceError(f"source {source.name!r}: hub file " + " and ".join(f"{name[p]} ({counts[p]} lines)" for p in odd)
+                          + f" does not line up: {tally[usual]} of the {len(codes)} files have {usual} lines. Every language "
+                          "is paired with the hub line by line, so all of them would be rejected as misaligned; fix the file "
+                          "(a line missing or added?)")
+    if not pivots:
+        return
+    hub = pivots[0]
+    for code in codes:
+        if code in ctx.pivots:
+            continue
+        if counts[code] != counts[hub]:
+            base.warn(source.name, name[code], "misaligned",
+                      f"{counts[code]} lines where the hub file {name[hub]} has {counts[hub]}: its lines cannot be paired, "
+                      f"so every {code} row is rejected as misaligned")
+    for code in codes:
+        for label, path in planned[code].variants.items():
+            n = files.count_lines(path)
+            if n != counts[hub]:
+                base.warn(source.name, rows.relative(path, ctx), "misaligned",
+                          f"{n} lines where the hub file {name[hub]} has {counts[hub]}: left out as an extra {code} reference ({label})")
+
+
+def star_partitions(source: Source, ctx: ReadContext, codes: list[str], params_for, prefix: str = "") -> list[Partition]:
     """One partition per selected non-pivot language, plus the pivot pair when both pivots are there."""
     pivots = [p for p in ctx.pivots if p in codes]
     if not pivots:
         raise SourceError(f"source {source.name!r}: none of the pivot languages {list(ctx.pivots)} is in it; found {sorted(codes)[:12]}")
-    parts = [Partition(source.name, code, params_for(code), (code,)) for code in codes if code not in ctx.pivots and ctx.selected(code)]
+    parts = [Partition(source.name, prefix + code, params_for(code), (code,)) for code in codes if code not in ctx.pivots and ctx.selected(code)]
     if len(pivots) == 2:
-        parts.append(Partition(source.name, "+".join(pivots), params_for(pivots[1]), tuple(pivots)))
+        parts.append(Partition(source.name, prefix + "+".join(pivots), params_for(pivots[1]), tuple(pivots)))
     return parts
 
 
 class Bitext(RowAdapter):
     """Line-aligned parallel text: a folder of one-language files (`files` names the language), or
-    rows with a `translation` column mapping language codes to text (OPUS on the Hub)."""
+    rows with a `translation` column mapping language codes to text (OPUS on the Hub).
+
+    With a `(?P<pair>...)` group in `files`, each pair's files are aligned with one another only
+    (OPUS Moses downloads: corpus.fr-en.fr + corpus.fr-en.en, corpus.de-en.de + corpus.de-en.en);
+    without it, every file is aligned with the hub files."""
 
     defaults = {"translation": "translation"}
 
@@ -103,15 +158,27 @@ class Bitext(RowAdapter):
         if source.hub is not None or source.files is None:
             return rows.partitions(source, ctx) if source.hub is None else self._hub_parts(source, ctx)
         unknown: dict[str, str] = {}
-        planned = _plan_line_files(source, ctx, unknown)
-        pivot_files = {p: planned[p].primary for p in ctx.pivots if p in planned}
+        found = rows.matching_files(source, rows.local_root(source, ctx))
+        groups: dict[str, list[tuple[Path, Any]]] = {}
+        pairwise = "pair" in re.compile(source.files).groupindex
+        for path, match in found:
+            groups.setdefault(match.group("pair") if pairwise else "", []).append((path, match))
+        parts = []
+        for pair, entries in sorted(groups.items()):
+            planned = _plan_line_files(source, ctx, entries, unknown)
+            if pairwise and not any(p in planned for p in ctx.pivots):
+                base.warn(source.name, pair, "no_pivot", f"the pair's files ({', '.join(rows.relative(p, ctx) for p, _ in entries)}) "
+                          f"hold none of the hub languages {list(ctx.pivots)}: nothing is built from them")
+                continue
+            _check_alignment(source, ctx, planned)
 
-        def params(code: str) -> dict[str, Any]:
-            texts = {c: str(planned[c].primary) for c in sorted({code, *pivot_files})}
-            variants = {c: {k: str(v) for k, v in planned[c].variants.items()} for c in texts if planned[c].variants}
-            return {"texts": texts, "variants": variants}
+            def params(code: str, planned: dict[str, _LangFiles] = planned) -> dict[str, Any]:
+                pivot_codes = {p for p in ctx.pivots if p in planned}
+                texts = {c: str(planned[c].primary) for c in sorted({code, *pivot_codes})}
+                variants = {c: {k: str(v) for k, v in planned[c].variants.items()} for c in texts if planned[c].variants}
+                return {"texts": texts, "variants": variants}
 
-        parts = star_partitions(source, ctx, list(planned), params)
+            parts += star_partitions(source, ctx, list(planned), params, prefix=f"{pair}/" if pair else "")
         if ctx.langs is None:  # a language selection leaves out files whose language is not known
             parts += [Partition(source.name, f"unknown:{Path(path).name}", {"unknown": path, "problem": problem})
                       for path, problem in sorted(unknown.items())]

@@ -92,20 +92,32 @@ class Squad:
         return _partitions(source, ctx)
 
     @staticmethod
-    def _questions(path: Path) -> dict[str, tuple[str, str, str]]:
+    def _questions(path: Path) -> dict[str, tuple[str, str, str] | tuple[str, str]]:
+        """Question id -> (context, question, answer), or -> (reason, detail) for a question that
+        cannot be read (a field missing or of the wrong type): one rejected row, never a crash."""
         try:
             with files.open_binary(path) as f:
                 doc = json.loads(f.read().decode("utf-8-sig"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise SourceError(f"{path}: not a readable SQuAD JSON file ({e})") from None
-        out = {}
         if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
             raise SourceError(f"{path}: a SQuAD file is an object with a `data` list")
-        for article in doc["data"]:
-            for para in article.get("paragraphs", []):
-                for qa in para.get("qas", []):
-                    answers = qa.get("answers") or [{}]
-                    out[str(qa.get("id"))] = (para.get("context", ""), qa.get("question", ""), answers[0].get("text", ""))
+        out: dict[str, tuple[str, str, str] | tuple[str, str]] = {}
+        for a, article in enumerate(doc["data"]):
+            paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
+            if not isinstance(paragraphs, list):
+                out[f"data[{a}]"] = ("wrong_type", f"data[{a}] is not an object with a `paragraphs` list")
+                continue
+            for i, para in enumerate(paragraphs):
+                qas = para.get("qas") if isinstance(para, dict) else None
+                if not isinstance(qas, list):
+                    out[f"data[{a}].paragraphs[{i}]"] = ("wrong_type", f"data[{a}].paragraphs[{i}] is not an object with a `qas` list")
+                    continue
+                context = para.get("context")
+                for j, qa in enumerate(qas):
+                    where = f"data[{a}].paragraphs[{i}].qas[{j}]"
+                    qid = str(qa.get("id", where)) if isinstance(qa, dict) else where
+                    out[qid] = _squad_question(qa, context, where)
         return out
 
     def read(self, source: Source, partition: Partition, ctx: ReadContext) -> Iterator[Item]:
@@ -116,14 +128,20 @@ class Squad:
         path = Path(partition.params["file"])
         own = self._questions(path)
         pivots = {code: self._questions(Path(p)) for code, p in partition.params["pivots"].items() if code != focus}
-        for n, (qid, (context, question, answer)) in enumerate(own.items()):
+        for n, (qid, found) in enumerate(own.items()):
             if ctx.sample is not None and n >= ctx.sample:
                 return
+            loc = {"file": rows.relative(path, ctx), "id": qid}
+            if len(found) == 2:
+                yield RawError(loc, found[0], "", focus, found[1])
+                continue
+            context, question, answer = found
             item = QAItem(focus, "extractive", {focus: question}, {focus: answer}, {focus: context})
             for code, qs in pivots.items():
-                if qid in qs:
-                    item.context[code], item.question[code], item.answer[code] = qs[qid]
-            yield RawRow({"file": rows.relative(path, ctx), "id": qid}, item)
+                other = qs.get(qid)
+                if other is not None and len(other) == 3:  # a pivot's unreadable question is rejected by its own partition
+                    item.context[code], item.question[code], item.answer[code] = other
+            yield RawRow(loc, item)
 
     def _read_rows(self, source: Source, partition: Partition, ctx: ReadContext) -> Iterator[Item]:
         for item in rows.read_rows(source, partition, ctx):
@@ -131,9 +149,41 @@ class Squad:
                 yield item
                 continue
             loc, row = item
-            answers = (row.get("answers") or {}).get("text") or []
-            if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("context", "question")) or not answers:
-                yield RawError(loc, "missing_field", json.dumps(row, ensure_ascii=False, default=str), source.lang, "needs context, question and answers.text")
+            raw = json.dumps(row, ensure_ascii=False, default=str)
+            if not isinstance(row, dict):
+                yield RawError(loc, "not_an_object", raw, source.lang, f"expected an object, found {type(row).__name__}")
+                continue
+            answers = row.get("answers")
+            texts = answers.get("text") if isinstance(answers, dict) else None
+            problem = _squad_problem(row.get("context"), row.get("question"), texts[0] if isinstance(texts, list) and texts else None)
+            if problem is not None:
+                yield RawError(loc, problem[0], raw, source.lang, problem[1] + " (needs context, question and answers.text)")
                 continue
             lang = source.lang
-            yield RawRow(loc, QAItem(lang, "extractive", {lang: row["question"]}, {lang: answers[0]}, {lang: row["context"]}))
+            yield RawRow(loc, QAItem(lang, "extractive", {lang: row["question"]}, {lang: texts[0]}, {lang: row["context"]}))
+
+
+def _squad_problem(context: object, question: object, answer: object) -> tuple[str, str] | None:
+    """(reason, detail) when a SQuAD question's context, question or first answer is not a string."""
+    for field, value in (("context", context), ("question", question), ("answer text", answer)):
+        if value is None:
+            return ("missing_field", f"{field} is missing")
+        if not isinstance(value, str):
+            return ("wrong_type", f"{field} is {type(value).__name__}, expected a string")
+    return None
+
+
+def _squad_question(qa: object, context: object, where: str) -> tuple[str, str, str] | tuple[str, str]:
+    """One `qas` entry of a SQuAD file: (context, question, answer), or (reason, detail) naming what is wrong."""
+    if not isinstance(qa, dict):
+        return ("wrong_type", f"{where} is {type(qa).__name__}, expected an object")
+    answers = qa.get("answers")
+    if answers is not None and not isinstance(answers, list):
+        return ("wrong_type", f"{where}.answers is {type(answers).__name__}, expected a list")
+    first = answers[0] if answers else None
+    if first is not None and not isinstance(first, dict):
+        return ("wrong_type", f"{where}.answers[0] is {type(first).__name__}, expected an object")
+    problem = _squad_problem(context, qa.get("question"), first.get("text") if first else None)
+    if problem is not None:
+        return (problem[0], f"{where}: {problem[1]}")
+    return (context, qa["question"], first["text"])  # type: ignore[index,return-value]

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from datakit import languages
 from datakit.errors import SourceError, UnknownLanguageError
 from datakit.recipe import Source
-from datakit.sources import files, hub
+from datakit.sources import base, files, hub
 from datakit.sources.base import Partition, RawError, ReadContext
 
 
@@ -51,25 +51,51 @@ def _relative(path: str, data_dir: str | None) -> str:
 
 
 def matching_files(source: Source, root: Path, suffixes: tuple[str, ...] | None = None) -> list[tuple[Path, re.Match | None]]:
-    """Files under a source folder (sorted), filtered by the source's `files` pattern on their relative path."""
+    """Files under a source folder (sorted), filtered by the source's `files` pattern on their relative path.
+
+    Matches that cannot contribute a row are left out with a warning naming them: a folder whose
+    name matches the pattern (where a language's file was expected) and an empty file. Only a
+    pattern that matches nothing at all is an error."""
     if root.is_file():
+        if _is_empty(root):
+            base.warn(source.name, root.name, "empty_file", "the file is empty: the source has no rows")
         return [(root, None)]
     pattern = re.compile(source.files) if source.files else None
-    found = []
+    found, skipped = [], 0
     for p in sorted(root.rglob("*")):
-        if not p.is_file():
-            continue
         rel = p.relative_to(root).as_posix()
-        if pattern is not None:
-            m = pattern.fullmatch(rel) or pattern.fullmatch(p.name)
-            if m:
-                found.append((p, m))
-        elif suffixes is None or files.data_suffix(p) in suffixes:
-            found.append((p, None))
-    if not found:
+        m = (pattern.fullmatch(rel) or pattern.fullmatch(p.name)) if pattern is not None else None
+        if not p.is_file():
+            if m is not None:
+                base.warn(source.name, rel, "folder_not_file", f"matches `files` but is a folder, not a file: skipped{_whose(m)}")
+                skipped += 1
+            continue
+        if (pattern is not None and m is None) or (pattern is None and suffixes is not None and files.data_suffix(p) not in suffixes):
+            continue
+        if _is_empty(p):
+            base.warn(source.name, rel, "empty_file", f"the file is empty: skipped{_whose(m)}")
+            skipped += 1
+            continue
+        found.append((p, m))
+    if not found and not skipped:
         what = f"matching {source.files!r}" if pattern else "with a data file suffix"
         raise SourceError(f"source {source.name!r}: no files {what} under {root}")
     return found
+
+
+def _whose(match: re.Match | None) -> str:
+    """`, language xx contributes nothing` for a match that names a language."""
+    lang = match.groupdict().get("lang") if match is not None else None
+    return f"; language {lang!r} gets nothing from it" if lang else ""
+
+
+def _is_empty(path: Path) -> bool:
+    """A file with no rows to give: no bytes, or only white space (or an empty JSON array)."""
+    if path.stat().st_size > 4096 and path.suffix != ".gz":
+        return False
+    with files.open_binary(path) as f:
+        head = f.read(4097)
+    return len(head) <= 4096 and head.removeprefix(files.BOM).strip() in (b"", b"[]")
 
 
 def pair_langs(config: str | None) -> tuple[str, ...]:

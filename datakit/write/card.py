@@ -105,6 +105,9 @@ def render_card(*, recipe: Recipe, counts: Counter, splits: dict[str, list[str]]
         _table(["group", "records", "share", "target share"], group_rows),
         "",
     ]
+    warnings = stats.get("warnings") or []
+    if warnings:  # files, languages and sources that contributed nothing: never only a cell in a table
+        body += ["## Warnings", "", *(f"- {_warning_line(w)}" for w in warnings), ""]
     if summary.shortfall:
         body += ["**Shortfall**: the data could not fill every quota: " + summary.shortfall_text() + ".", ""]
     body += [
@@ -156,3 +159,9 @@ def render_card(*, recipe: Recipe, counts: Counter, splits: dict[str, list[str]]
         "",
     ]
     return "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n\n" + "\n".join(body)
+
+
+def _warning_line(w: dict[str, str]) -> str:
+    """One stats.json warning as the card lists it: source, file and what happened."""
+    where = f"`{w['source']}`: " if w.get("source") else ""
+    return f"{where}`{w['file']}`: {w['detail']} ({w['reason']})"
