@@ -139,7 +139,7 @@ def read_context(recipe: Recipe, recipe_path: Path, opts: BuildOptions) -> ReadC
         raise DatakitError(f"mirror folder not found: {mirror}")
     return ReadContext(data_dir=data_dir.resolve() if data_dir else None, mirror=mirror.resolve() if mirror else None,
                        sample=opts.sample, langs=languages.resolve_langs(opts.langs),
-                       pivots=tuple(recipe.pivots), rows_per_task=opts.rows_per_task)
+                       pivots=tuple(recipe.pivots), rows_per_task=opts.rows_per_task, seed=recipe.seed)
 
 
 def check_sources(recipe: Recipe, ctx: ReadContext) -> None:

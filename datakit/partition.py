@@ -24,7 +24,7 @@ from datakit.record_stages.base import RecordStage, Rejection
 from datakit.record_stages.order import StageResources, record_stages, stage_names
 from datakit.records import Record, record_id, unparsed_record
 from datakit.sources import adapter_for
-from datakit.sources.base import FULL_BAND, Parallel, Partition, RawError, ReadContext
+from datakit.sources.base import FULL_BAND, Parallel, Partition, RawError, ReadContext, Unread
 from datakit.sources.join import JoinIndex
 from datakit.stats import StageStats
 from datakit.store import StageDir
@@ -107,6 +107,8 @@ class PartitionRun:
                 if not lo <= position < hi:
                     self.beyond += position >= hi
                     continue
+                if isinstance(item, Unread):
+                    raise AssertionError(f"{self.task}: the adapter passed over a row of the band ({item.loc})")
             read.in_ += 1
             if isinstance(item, RawError):
                 if job.strict:

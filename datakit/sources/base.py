@@ -12,7 +12,7 @@ import contextlib
 import contextvars
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -126,7 +126,15 @@ class RawError:
     detail: str = ""
 
 
-Item = RawRow | RawError
+@dataclass
+class Unread:
+    """A row outside the partition's band (reading by quota), passed over without being parsed:
+    only its location, so the task can count it."""
+
+    loc: dict[str, Any]
+
+
+Item = RawRow | RawError | Unread
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,15 @@ class ReadContext:
     langs: frozenset[str] | None
     pivots: tuple[str, ...]
     rows_per_task: int = 200_000
+    seed: int = 0  # the recipe's seed: where a row falls in a partition's band (Partition.position)
+
+    def outside_band(self, partition: Partition) -> Callable[[dict[str, Any]], bool] | None:
+        """A test for rows the partition's band leaves out, so an adapter can pass them over before
+        parsing them; None for the full band."""
+        if partition.band == FULL_BAND:
+            return None
+        lo, hi = partition.band
+        return lambda loc: not lo <= partition.position(self.seed, loc) < hi
 
     def selected(self, code: str) -> bool:
         return self.langs is None or code in self.langs

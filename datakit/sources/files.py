@@ -13,7 +13,7 @@ import csv
 import functools
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,7 +22,7 @@ import ijson
 import pyarrow.parquet as pq
 
 from datakit.errors import SourceError
-from datakit.sources.base import RawError
+from datakit.sources.base import RawError, Unread
 
 BOM = b"\xef\xbb\xbf"
 ROW_SUFFIXES = (".jsonl", ".json", ".ndjson", ".parquet", ".csv", ".tsv")
@@ -111,7 +111,9 @@ def _first_char(path: Path) -> bytes:
     return head[:1]
 
 
-def iter_json_lines(path: Path, start_byte: int = 0, start_line: int = 1, limit: int | None = None) -> Iterator[tuple[dict, Any] | RawError]:
+def iter_json_lines(path: Path, start_byte: int = 0, start_line: int = 1, limit: int | None = None,
+                    outside: Callable[[dict], bool] | None = None) -> Iterator[tuple[dict, Any] | RawError | Unread]:
+    """Rows of a JSON Lines file; a row `outside` says to pass over is not parsed (an `Unread`)."""
     for item in iter_lines(path, start_byte, start_line, limit):
         if isinstance(item, RawError):
             yield item
@@ -119,6 +121,9 @@ def iter_json_lines(path: Path, start_byte: int = 0, start_line: int = 1, limit:
         if not item.text.strip():
             continue
         loc = {"file": str(path), "line": item.number}
+        if outside is not None and outside(loc):
+            yield Unread(loc)
+            continue
         try:
             value = json.loads(item.text)
         except json.JSONDecodeError as e:
@@ -380,11 +385,13 @@ def iter_parquet(path: Path, row_groups: list[int] | None = None) -> Iterator[tu
 
 
 def iter_rows(path: Path, *, columns: list[str] | None = None, header: bool | None = None, start_byte: int = 0,
-              start_line: int = 1, limit: int | None = None, row_groups: list[int] | None = None) -> Iterator[tuple[dict, Any] | RawError]:
-    """Rows of any supported data file, chosen by its suffix (and first character for `.json`)."""
+              start_line: int = 1, limit: int | None = None, row_groups: list[int] | None = None,
+              outside: Callable[[dict], bool] | None = None) -> Iterator[tuple[dict, Any] | RawError | Unread]:
+    """Rows of any supported data file, chosen by its suffix (and first character for `.json`).
+    `outside`: rows to pass over unparsed, where the format allows (JSON Lines)."""
     suffix = data_suffix(path)
     if suffix in (".jsonl", ".ndjson") or (suffix == ".json" and _first_char(path) != b"["):
-        yield from iter_json_lines(path, start_byte, start_line, limit)
+        yield from iter_json_lines(path, start_byte, start_line, limit, outside)
     elif suffix == ".json":
         for n, item in enumerate(iter_json_array(path)):
             if limit is not None and n >= limit:

@@ -13,7 +13,7 @@ from typing import Any
 
 from datakit.recipe import Source
 from datakit.sources import rows
-from datakit.sources.base import Instruction, Item, Partition, RawError, RawRow, ReadContext
+from datakit.sources.base import Instruction, Item, Partition, RawError, RawRow, ReadContext, Unread
 
 ROLES = {
     "user": "user", "human": "user", "prompt": "user", "question": "user",
@@ -59,6 +59,9 @@ class RowAdapter:
     def read(self, source: Source, partition: Partition, ctx: ReadContext) -> Iterator[Item]:
         cols = self.columns(source)
         for item in rows.read_rows(source, partition, ctx):
+            if isinstance(item, Unread):
+                yield item
+                continue
             if isinstance(item, RawError):
                 item.lang = source.lang
                 yield item

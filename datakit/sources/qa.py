@@ -15,7 +15,7 @@ from datakit import languages
 from datakit.errors import SourceError, UnknownLanguageError
 from datakit.recipe import Source
 from datakit.sources import files, rows
-from datakit.sources.base import Item, Partition, QAItem, RawError, RawRow, ReadContext
+from datakit.sources.base import Item, Partition, QAItem, RawError, RawRow, ReadContext, Unread
 
 
 def _per_language_files(source: Source, ctx: ReadContext) -> dict[str, Path]:
@@ -145,7 +145,7 @@ class Squad:
 
     def _read_rows(self, source: Source, partition: Partition, ctx: ReadContext) -> Iterator[Item]:
         for item in rows.read_rows(source, partition, ctx):
-            if isinstance(item, RawError):
+            if isinstance(item, (RawError, Unread)):
                 yield item
                 continue
             loc, row = item

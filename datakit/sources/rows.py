@@ -19,7 +19,7 @@ from datakit import languages
 from datakit.errors import SourceError, UnknownLanguageError
 from datakit.recipe import Source
 from datakit.sources import base, files, hub
-from datakit.sources.base import Partition, RawError, ReadContext
+from datakit.sources.base import Partition, RawError, ReadContext, Unread
 
 
 def local_root(source: Source, ctx: ReadContext) -> Path:
@@ -158,21 +158,25 @@ def _hub_partitions(source: Source, ctx: ReadContext) -> list[Partition]:
     return parts
 
 
-def read_rows(source: Source, partition: Partition, ctx: ReadContext) -> Iterator[tuple[dict, Any] | RawError]:
-    """The partition's rows as (location, value), or RawErrors for rows that could not be parsed."""
+def read_rows(source: Source, partition: Partition, ctx: ReadContext) -> Iterator[tuple[dict, Any] | RawError | Unread]:
+    """The partition's rows as (location, value), RawErrors for rows that could not be parsed, and
+    `Unread` for rows outside the partition's band that the format lets us pass over unparsed."""
     p = partition.params
     if source.hub is not None:
         yield from hub.iter_hub_rows(source, p["config"], ctx.mirror, p["shard"], p["shards"], p.get("limit"))
         return
     columns = source.columns if isinstance(source.columns, list) else None
     remaining = p.get("limit")
+    outside = ctx.outside_band(partition)
     for name in p["files"]:
         path = Path(name)
+        rel = relative(path, ctx)
         rows = files.iter_rows(path, columns=columns, header=source.header, start_byte=p.get("start_byte", 0),
-                               start_line=p.get("start_line", 1), limit=remaining, row_groups=p.get("row_groups"))
+                               start_line=p.get("start_line", 1), limit=remaining, row_groups=p.get("row_groups"),
+                               outside=(lambda loc, rel=rel: outside({**loc, "file": rel})) if outside else None)
         for item in rows:
-            loc = item.loc if isinstance(item, RawError) else item[0]
-            loc["file"] = relative(path, ctx)
+            loc = item.loc if isinstance(item, (RawError, Unread)) else item[0]
+            loc["file"] = rel
             yield item
             if remaining is not None:
                 remaining -= 1

@@ -6,18 +6,21 @@ its generation was rejected, which becomes a rejected record of the read stage.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 
 from datakit.recipe import Source
 from datakit.sources import rows
-from datakit.sources.base import Item, Partition, RawError, RawRow, ReadContext, Synthesised
+from datakit.sources.base import FULL_BAND, Item, Partition, RawError, RawRow, ReadContext, Synthesised
 from datakit.sources.instructions import RowAdapter
 
 
 class SynthesisedRows(RowAdapter):
     def read(self, source: Source, partition: Partition, ctx: ReadContext) -> Iterator[Item]:
-        for item in rows.read_rows(source, partition, ctx):
+        # A row's location gains its origin below, so its band position is only known after parsing:
+        # every row is parsed, and the task places it in (or out of) the band.
+        for item in rows.read_rows(source, dataclasses.replace(partition, band=FULL_BAND), ctx):
             if isinstance(item, RawError):
                 yield item
                 continue
