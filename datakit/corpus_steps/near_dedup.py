@@ -29,6 +29,7 @@ from datakit.scripts import mostly_unspaced
 from datakit.text import dedup_text
 
 _MERSENNE = np.uint64((1 << 61) - 1)
+PAIR_CHUNK = 65_536  # candidate pairs compared at once when verifying them
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ def candidate_pairs(read_band, n: int, params: MinHashParams) -> np.ndarray:
     return np.unique(np.concatenate(pairs), axis=0)
 
 
-def find_near(read_band, read_signatures, n: int, ids: list[str], params: MinHashParams) -> dict[int, tuple[int, float]]:
+def find_near(read_band, read_signatures, n: int, ids: list[str] | pa.Array, params: MinHashParams) -> dict[int, tuple[int, float]]:
     """Row -> (representative row, similarity) for the near duplicates among `n` rows.
 
     `read_band(b)` gives band b of every row's signature and its bucket key; `read_signatures(rows)`
@@ -191,14 +192,29 @@ def find_near(read_band, read_signatures, n: int, ids: list[str], params: MinHas
     involved = np.unique(pairs)
     sigs = read_signatures(involved)
     at = np.searchsorted(involved, pairs)
-    similarity = (sigs[at[:, 0]] == sigs[at[:, 1]]).mean(axis=1)
+    # In chunks: both sides of a million pairs at once would be gigabytes of (pairs, num_perm) copies.
+    similarity = np.concatenate([(sigs[at[k : k + PAIR_CHUNK, 0]] == sigs[at[k : k + PAIR_CHUNK, 1]]).mean(axis=1)
+                                 for k in range(0, len(at), PAIR_CHUNK)])
     return clusters(pairs, similarity, ids, params.threshold)
 
 
-def clusters(pairs: np.ndarray, similarity: np.ndarray, ids: list[str], threshold: float) -> dict[int, tuple[int, float]]:
-    """Row -> (representative row, similarity) for every row that is a near duplicate of another."""
+class _ArrowIds:
+    """Python strings of an Arrow string array, made only for the rows asked about."""
+
+    def __init__(self, array: pa.Array):
+        self.array = array
+
+    def __getitem__(self, i: int) -> str:
+        return self.array[i].as_py()
+
+
+def clusters(pairs: np.ndarray, similarity: np.ndarray, ids: list[str] | pa.Array, threshold: float) -> dict[int, tuple[int, float]]:
+    """Row -> (representative row, similarity) for every row that is a near duplicate of another.
+    `ids` may be an Arrow array: only the ids of rows in a group are turned into Python strings."""
     if len(pairs) == 0:
         return {}
+    if isinstance(ids, pa.Array):
+        ids = _ArrowIds(ids)
     keep = similarity >= threshold
     rows = np.unique(pairs[keep])
     local = {int(r): i for i, r in enumerate(rows)}

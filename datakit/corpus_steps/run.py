@@ -84,7 +84,7 @@ class Removal:
 
 def exact_removal(keys: pa.Table, alive: np.ndarray) -> Removal:
     index = np.flatnonzero(alive)
-    sub = keys.take(pa.array(index))
+    sub = keys.select(["id", "key"]).take(pa.array(index))  # the two columns it compares, not the whole key table
     positions, originals = duplicates_among(sub.column("id"), sub.column("key"))
     return Removal("exact_dedup", "exact_duplicate", index[positions], [{"duplicate_of": m} for m in originals])
 
@@ -124,14 +124,15 @@ def near_removal(keys: pa.Table, alive: np.ndarray, files: list[str], params: nd
             sigs[mine] = np.stack([t.column(c).to_numpy() for c in cols], axis=1)
         return sigs
 
-    ids = keys.column("id").to_pylist()
-    local_ids = [ids[i] for i in index]
+    # The surviving rows' ids stay in Arrow: millions of Python strings would be the driver's largest object.
+    local_ids = keys.column("id").take(pa.array(index)).combine_chunks()
     found = nd.find_near(read_band, read_signatures, len(index), local_ids, params)
     if not found:
         return Removal("near_dedup", "near_duplicate", np.zeros(0, dtype=np.int64))
     out_rows = np.array(sorted(index[r] for r in found), dtype=np.int64)
     by_global = {int(index[r]): (rep, s) for r, (rep, s) in found.items()}
-    meta = [{"near_duplicate_of": local_ids[by_global[int(g)][0]], "similarity": round(by_global[int(g)][1], 3)} for g in out_rows]
+    meta = [{"near_duplicate_of": local_ids[by_global[int(g)][0]].as_py(), "similarity": round(by_global[int(g)][1], 3)}
+            for g in out_rows]
     return Removal("near_dedup", "near_duplicate", out_rows, meta)
 
 
@@ -154,9 +155,11 @@ def dedup_removals(recipe: Recipe, keys: pa.Table, files: list[str], alive: np.n
     caller takes each removal's rows out of `alive` before asking for the next)."""
     if recipe.dedup.exact:
         yield exact_removal(keys, alive)
+        pa.default_memory_pool().release_unused()  # Arrow keeps freed buffers otherwise: the driver's peak
     params = nd.params_for(recipe.dedup.near)
     if params is not None:
         yield near_removal(keys, alive, files, params)
+        pa.default_memory_pool().release_unused()
 
 
 def cells_after_dedup(recipe: Recipe, partitions: list[PartitionResult]) -> Counter:
