@@ -110,8 +110,7 @@ def shard_rows(source: Source, config: str | None, mirror: Path | None) -> list[
     if builder != "parquet" or not found:
         return None
     local = _target(source, mirror)[1]
-    per_file = [_parquet_rows(f, local) for f in found]
-    return [sum(per_file[found.index(f)] for f in _shard_files(found, i, len(found))) for i in range(len(found))]
+    return [_parquet_rows(f, local) for f in found]  # a Parquet source streams one shard per data file
 
 
 def _parquet_rows(name: str, local: bool) -> int:
