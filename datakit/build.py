@@ -38,6 +38,7 @@ from datakit.console import print_funnel, print_plan
 from datakit.construct.native import template_report, translate_templates
 from datakit.construct.rerender import rerender
 from datakit.construct.synthesis import synthesise
+from datakit.corpus_steps import near_dedup
 from datakit.corpus_steps.balance import validation_rows
 from datakit.corpus_steps.run import CorpusResult, cells_after_dedup, run_corpus_steps
 from datakit.datatrove_steps.partition import partition_pipeline
@@ -173,7 +174,7 @@ def fingerprints(recipe: Recipe, ctx: ReadContext, lid_model: str | None, decont
     model = (Path(lid_model).name, Path(lid_model).stat().st_size) if lid_model else None
     evals = hashlib.sha256(str(sorted(decontamination.grams)).encode()).hexdigest() if decontamination else None
     context = {"sample": ctx.sample, "langs": sorted(ctx.langs) if ctx.langs else None, "rows_per_task": ctx.rows_per_task,
-               "lid_model": model, "eval_sets": evals}
+               "lid_model": model, "eval_sets": evals, "minhash": near_dedup.ALGORITHM}
 
     def h(*parts: Any) -> str:
         return hashlib.sha256(canonical_json([datakit.__version__, *parts]).encode()).hexdigest()
@@ -308,14 +309,12 @@ def split_rows(selected: pa.Table, recipe: Recipe) -> pa.Table:
     """Every row that goes into data/ (repeats included), each with its split."""
     rows = expand_copies(selected.select(["part", "row", "id", "lang", "nbytes", "copies"]))
     v = recipe.output.validation
-    original = rows.column("copy").to_numpy() == 0
-    ids = rows.column("id").to_pylist()
-    langs = rows.column("lang").to_pylist()
-    chosen = np.flatnonzero(original)
+    chosen = pa.array(np.flatnonzero(rows.column("copy").to_numpy() == 0))
     val = np.zeros(rows.num_rows, dtype=bool)
     if v.fraction > 0 and v.max_rows > 0:
-        val[chosen] = validation_rows([ids[i] for i in chosen], [langs[i] for i in chosen], fraction=v.fraction, min_rows=v.min_rows,
-                                      max_rows=v.max_rows, min_language_rows=v.min_language_rows, seed=recipe.seed)
+        val[chosen.to_numpy()] = validation_rows(rows.column("id").take(chosen), rows.column("lang").take(chosen), fraction=v.fraction,
+                                                 min_rows=v.min_rows, max_rows=v.max_rows, min_language_rows=v.min_language_rows,
+                                                 seed=recipe.seed)
     return rows.append_column("split", pa.array(np.where(val, "validation", "train")))
 
 

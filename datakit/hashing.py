@@ -12,10 +12,26 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """`canonical_json` as UTF-8 bytes, what a hash takes (no detour through a str)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
 
 def canonical_json(value: Any) -> str:
-    """JSON with sorted keys, no spaces and non-ASCII kept: the same value always gives the same text."""
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    """JSON with sorted keys, no spaces and non-ASCII kept: the same value always gives the same text.
+
+    orjson writes it (a record's id, keys and meta take five of these; the standard library's
+    encoder was a third of construction time). Strings, lists and integers come out exactly as
+    `json.dumps` wrote them, so ids kept their values; floats below 1e-4 are spelled `0.00001`
+    where `json.dumps` wrote `1e-05` (since datakit 0.2). What orjson refuses (keys that are not
+    strings, integers beyond 64 bits) falls back to the standard library."""
+    return canonical_bytes(value).decode("utf-8")
 
 
 def file_sha256(path: Path | str) -> str:

@@ -11,7 +11,7 @@ import hashlib
 import random
 from typing import Any
 
-from datakit.hashing import canonical_json
+from datakit.hashing import canonical_bytes, canonical_json
 from datakit.languages import HUBS
 
 Record = dict[str, Any]
@@ -26,7 +26,7 @@ def record_id(record: Record) -> str:
         record.get("tgt_lang"),
         record.get("task"),
     ]
-    return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(canonical_bytes(content)).hexdigest()[:32]
 
 
 def group_of(task: str | None, lang: str | None) -> str:
@@ -67,7 +67,7 @@ def unparsed_record(*, source: str, license: str, lang: str | None, loc: dict[st
     meta = {**loc, "raw": raw[:META_RAW_LIMIT]}
     rec = new_record(messages=[], lang=lang, task=None, source=source, license=license, meta=meta)
     rec["group"] = None
-    rec["id"] = hashlib.sha256(canonical_json(["unparsed", source, loc]).encode("utf-8")).hexdigest()[:32]
+    rec["id"] = hashlib.sha256(canonical_bytes(["unparsed", source, loc])).hexdigest()[:32]
     return rec
 
 
@@ -126,7 +126,7 @@ def to_row(record: Record) -> Record:
 
 def stable_int(*parts: Any) -> int:
     """A 64-bit integer from the parts, the same on every machine and Python process."""
-    digest = hashlib.blake2b(canonical_json(parts).encode("utf-8"), digest_size=8).digest()
+    digest = hashlib.blake2b(canonical_bytes(parts), digest_size=8).digest()
     return int.from_bytes(digest, "big")
 
 

@@ -88,7 +88,7 @@ def test_upsampling_repeats_translations_up_to_the_limit_and_counts_them():
 def test_validation_split_is_a_deterministic_bounded_fraction_per_language():
     ids = [f"{i:032x}" for i in range(1000)]
     langs = ["swh_Latn"] * 600 + ["yor_Latn"] * 350 + ["zul_Latn"] * 50
-    val = validation_rows(ids, langs, fraction=0.05, min_rows=1, max_rows=20, min_language_rows=100, seed=1)
+    val = validation_rows(pa.array(ids), pa.array(langs), fraction=0.05, min_rows=1, max_rows=20, min_language_rows=100, seed=1)
     per = {lang: int(sum(v for v, l2 in zip(val, langs, strict=True) if l2 == lang)) for lang in set(langs)}
     assert per == {"swh_Latn": 20, "yor_Latn": 18, "zul_Latn": 0}
-    assert (validation_rows(ids[::-1], langs[::-1], fraction=0.05, min_rows=1, max_rows=20, min_language_rows=100, seed=1)[::-1] == val).all()
+    assert (validation_rows(pa.array(ids[::-1]), pa.array(langs[::-1]), fraction=0.05, min_rows=1, max_rows=20, min_language_rows=100, seed=1)[::-1] == val).all()

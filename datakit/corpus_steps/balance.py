@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from datakit.recipe import Balance
 from datakit.records import stable_int
@@ -151,41 +152,81 @@ def plan_quotas(sizes: Mapping[Cell, int], s: BalanceSettings) -> Quotas:
     return Quotas(cell_quota, shortfall)
 
 
+HASH_CHUNK = 65_536  # ids turned into Python strings at once when hashing them
+
+
+def seeded_ranks(ids: pa.Array | pa.ChunkedArray, groups: np.ndarray, hashed: np.ndarray, seed: int, salt: str) -> np.ndarray:
+    """Each row's rank inside its group (`groups`: an integer per row) in the order of
+    (`stable_int(seed, salt, id)`, id): the seeded order balance and the validation split pick
+    records in. Only the rows where `hashed` is set get a hash (a group that is taken whole needs
+    no order); the others rank by id alone. One Arrow sort over the whole table, never a Python
+    list of every id."""
+    n = len(ids)
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    hashes = np.zeros(n, dtype=np.uint64)
+    todo = np.flatnonzero(hashed)
+    for k in range(0, len(todo), HASH_CHUNK):
+        rows = todo[k : k + HASH_CHUNK]
+        chunk = ids.take(pa.array(rows)).to_pylist()
+        hashes[rows] = np.fromiter((stable_int(seed, salt, x) for x in chunk), dtype=np.uint64, count=len(rows))
+    order = pc.sort_indices(pa.table({"g": groups, "h": hashes, "id": ids}),
+                            sort_keys=[("g", "ascending"), ("h", "ascending"), ("id", "ascending")]).to_numpy()
+    sorted_groups = groups[order]
+    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
+    first = np.repeat(starts, np.diff(np.r_[starts, n]))
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[order] = np.arange(n) - first
+    return ranks
+
+
+def cell_codes(keys: pa.Table, columns: list[str]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """An integer per row for its combination of `columns`, and the combination each integer stands for."""
+    if keys.num_rows == 0:
+        return np.zeros(0, dtype=np.int64), []
+    code = np.zeros(keys.num_rows, dtype=np.int64)
+    dictionaries = []
+    for c in columns:
+        encoded = pc.dictionary_encode(keys.column(c).combine_chunks())
+        code = code * len(encoded.dictionary) + encoded.indices.to_numpy(zero_copy_only=False)
+        dictionaries.append(encoded.dictionary.to_pylist())
+    uniq, inverse = np.unique(code, return_inverse=True)
+    names = []
+    for u in uniq.tolist():
+        parts = []
+        for d in reversed(dictionaries):
+            u, i = divmod(u, len(d))
+            parts.append(d[i])
+        names.append(tuple(reversed(parts)))
+    return inverse.astype(np.int64), names
+
+
 def plan_selection(keys: pa.Table, s: BalanceSettings, quotas: Quotas | None = None) -> Plan:
     """How many times each row goes into the corpus. `keys` has columns id, group, lang, task.
 
     `quotas`: planned before reading (reading by quota), from what every cell is expected to hold in
     the whole source; without them they are planned here from the rows given. A cell that holds
-    fewer rows than its quota gives all it has (repeats only where the task may repeat)."""
+    fewer rows than its quota gives all it has (repeats only where the task may repeat). Works in
+    numpy and Arrow: at millions of rows a Python list per column was most of the driver's memory."""
     n = keys.num_rows
-    groups = keys.column("group").to_pylist()
-    langs = keys.column("lang").to_pylist()
-    tasks = keys.column("task").to_pylist()
-    cells: dict[Cell, list[int]] = {}
-    for i, cell in enumerate(zip(groups, langs, tasks, strict=True)):
-        cells.setdefault(cell, []).append(i)
+    code, names = cell_codes(keys, ["group", "lang", "task"])
+    sizes = np.bincount(code, minlength=len(names))
+    cells: dict[Cell, int] = {cell: int(m) for cell, m in zip(names, sizes.tolist(), strict=True)}
     available: dict[str, dict[str, int]] = {}
-    for (g, lang, t), rows in cells.items():
-        available.setdefault(g, {})[f"{lang}|{t}"] = len(rows)
+    for (g, lang, t), m in cells.items():
+        available.setdefault(g, {})[f"{lang}|{t}"] = m
     if s.target is None:
         return Plan(np.ones(n, dtype=np.int64), available=available)
     if quotas is None:
-        quotas = plan_quotas({cell: len(rows) for cell, rows in cells.items()}, s)
+        quotas = plan_quotas(cells, s)
         cell_quota = quotas.cells
     else:  # planned from estimates: a cell gives at most what it holds (times its repeats)
-        cell_quota = {cell: min(q, len(cells.get(cell, ())) * _repeat(s, cell[2])) for cell, q in quotas.cells.items()}
+        cell_quota = {cell: min(q, cells.get(cell, 0) * _repeat(s, cell[2])) for cell, q in quotas.cells.items()}
 
-    ids = keys.column("id").to_pylist()
-    copies = np.zeros(n, dtype=np.int64)
-    for cell, rows in cells.items():
-        q = cell_quota.get(cell, 0)
-        if not q:
-            continue
-        order = sorted(rows, key=lambda i: (stable_int(s.seed, "balance", ids[i]), ids[i]))
-        full, extra = divmod(q, len(order))
-        for rank, i in enumerate(order):
-            copies[i] = full + (1 if rank < extra else 0)
-    return Plan(copies, Quotas(cell_quota).by_group(), available, shortfall_of(cell_quota, s))
+    quota = np.array([cell_quota.get(cell, 0) for cell in names], dtype=np.int64)
+    full, extra = np.divmod(quota, np.maximum(sizes, 1))
+    ranks = seeded_ranks(keys.column("id"), code, extra[code] > 0, s.seed, "balance")
+    copies = full[code] + (ranks < extra[code])
+    return Plan(copies.astype(np.int64), Quotas(cell_quota).by_group(), available, shortfall_of(cell_quota, s))
 
 
 def shortfall_of(selected: Mapping[Cell, int], s: BalanceSettings) -> dict[str, int]:
@@ -199,19 +240,14 @@ def shortfall_of(selected: Mapping[Cell, int], s: BalanceSettings) -> dict[str, 
     return shortfall
 
 
-def validation_rows(ids: list[str], langs: list[str], *, fraction: float, min_rows: int, max_rows: int,
-                    min_language_rows: int, seed: int) -> np.ndarray:
+def validation_rows(ids: pa.Array | pa.ChunkedArray, langs: pa.Array | pa.ChunkedArray, *, fraction: float, min_rows: int,
+                    max_rows: int, min_language_rows: int, seed: int) -> np.ndarray:
     """Which of the selected rows form each language's validation split: a deterministic fraction
     (by a seeded hash of the id, salted apart from balancing), at least `min_rows` and at most
     `max_rows` rows, for languages with at least `min_language_rows` records."""
-    by_lang: dict[str, list[int]] = {}
-    for i, lang in enumerate(langs):
-        by_lang.setdefault(lang, []).append(i)
-    out = np.zeros(len(ids), dtype=bool)
-    for rows in by_lang.values():
-        if len(rows) < min_language_rows:
-            continue
-        k = min(max_rows, max(min_rows, round(fraction * len(rows))))
-        chosen = sorted(rows, key=lambda i: (stable_int(seed, "validation", ids[i]), ids[i]))[:k]
-        out[chosen] = True
-    return out
+    code, names = cell_codes(pa.table({"lang": langs}), ["lang"])
+    sizes = np.bincount(code, minlength=len(names))
+    k = np.minimum(max_rows, np.maximum(min_rows, np.round(fraction * sizes).astype(np.int64)))
+    k[sizes < min_language_rows] = 0
+    ranks = seeded_ranks(ids, code, k[code] > 0, seed, "validation")
+    return ranks < k[code]

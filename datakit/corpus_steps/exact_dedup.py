@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datakit.hashing import canonical_json
+from datakit.hashing import canonical_bytes
 from datakit.records import Record, content_texts, dedup_scope
 from datakit.text import dedup_text
 
@@ -24,7 +24,7 @@ from datakit.text import dedup_text
 def dedup_key(record: Record) -> bytes:
     parts = content_texts(record)
     content = [record["task"], record.get("src_lang"), record.get("tgt_lang"), [dedup_text(p) for p in parts], dedup_scope(record)]
-    return hashlib.blake2b(canonical_json(content).encode("utf-8"), digest_size=16).digest()
+    return hashlib.blake2b(canonical_bytes(content), digest_size=16).digest()
 
 
 def find_duplicates(keys: pa.Table) -> pa.Table:

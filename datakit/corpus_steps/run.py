@@ -170,8 +170,9 @@ def cells_after_dedup(recipe: Recipe, partitions: list[PartitionResult]) -> Coun
     alive = np.ones(keys.num_rows, dtype=bool)
     for removal in dedup_removals(recipe, keys, files, alive):
         alive[removal.rows] = False
-    left = keys.filter(pa.array(alive))
-    return Counter(zip(*(left.column(c).to_pylist() for c in ("group", "lang", "task")), strict=True))
+    counts = keys.filter(pa.array(alive)).group_by(["group", "lang", "task"]).aggregate([([], "count_all")])
+    columns = (counts.column(c).to_pylist() for c in ("group", "lang", "task", "count_all"))
+    return Counter({(g, lang, t): n for g, lang, t, n in zip(*columns, strict=True)})
 
 
 @dataclass(kw_only=True)

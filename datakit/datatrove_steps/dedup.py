@@ -48,6 +48,9 @@ def _scope(doc, scope_key: str | None) -> str:
     return str(doc.metadata.get(scope_key, "")) if scope_key else ""
 
 
+SIGNATURE_BATCH = 1_024  # documents whose shingle sets are held before they are signed together
+
+
 class DedupSignatures(PipelineStep):
     """Pass 1: each document's exact key (normalised text, `dedup_text`) and MinHash signature."""
 
@@ -61,15 +64,19 @@ class DedupSignatures(PipelineStep):
         self.params = nd.minhash_params(threshold, num_perm, word_ngram, char_ngram)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        ids, keys, buckets, sigs = [], [], [], []
+        ids, keys, buckets, sigs, pending = [], [], [], [], []
         for doc in data or []:
             scope = _scope(doc, self.scope_key)
             ids.append(str(doc.id))
             keys.append(hashlib.blake2b(f"{scope}\x00{dedup_text(doc.text)}".encode(), digest_size=16).digest())
             buckets.append(xxhash.xxh64_intdigest(scope))
-            sigs.append(nd.signature(nd.shingles([doc.text], self.params), self.params))
+            pending.append(nd.shingles([doc.text], self.params))
+            if len(pending) == SIGNATURE_BATCH:
+                sigs.append(nd.signatures(pending, self.params))
+                pending = []
             self.stat_update("documents")
-        matrix = np.stack(sigs) if sigs else np.zeros((0, self.params.num_perm), dtype=np.uint16)
+        sigs.append(nd.signatures(pending, self.params))
+        matrix = np.concatenate(sigs)
         table = pa.table({"id": pa.array(ids, pa.string()), "key": pa.array(keys, pa.binary(16)),
                           "_nkey": pa.array(np.array(buckets, dtype=np.uint64)),
                           **{c: pa.array(matrix[:, k]) for k, c in enumerate(nd.columns(self.params))}})

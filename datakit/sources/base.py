@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from datakit.hashing import canonical_json
+from datakit.hashing import canonical_bytes
 from datakit.recipe import Source
 
 log = logging.getLogger("datakit")
@@ -58,7 +58,7 @@ class Partition:
     def position(self, seed: int, loc: dict[str, Any]) -> int:
         """A row's place in [0, BAND_SCALE): seeded by the recipe seed, the source, the partition's
         languages and the row's location, never by how the build runs."""
-        digest = hashlib.blake2b(canonical_json([seed, self.source, list(self.langs), loc]).encode("utf-8"), digest_size=4).digest()
+        digest = hashlib.blake2b(canonical_bytes([seed, self.source, list(self.langs), loc]), digest_size=4).digest()
         return int.from_bytes(digest, "big")
 
 

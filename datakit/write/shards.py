@@ -53,7 +53,7 @@ def expand_copies(selected: pa.Table) -> pa.Table:
     """One row per copy that goes into the corpus: copy 0 is the record, 1.. its repeats."""
     copies = selected.column("copies").to_numpy()
     index = np.repeat(np.arange(selected.num_rows), copies)
-    copy = np.concatenate([np.arange(c) for c in copies]) if len(copies) else np.zeros(0, dtype=np.int64)
+    copy = np.arange(len(index)) - np.repeat(np.cumsum(copies) - copies, copies)  # rank of each copy among its record's
     return selected.take(pa.array(index)).append_column("copy", pa.array(copy.astype(np.int64)))
 
 
@@ -69,8 +69,10 @@ def plan_shards(keys: pa.Table, files: list[str], output: Output, out: str, fing
     if keys.num_rows == 0:
         return jobs
     keys = keys.take(pc.sort_indices(keys, sort_keys=[("lang", "ascending"), ("split", "ascending"), ("id", "ascending"), ("copy", "ascending")]))
-    langs = keys.column("lang").to_numpy(zero_copy_only=False)
-    splits = keys.column("split").to_numpy(zero_copy_only=False)
+    lang_codes = pc.dictionary_encode(keys.column("lang").combine_chunks())  # not a Python string per row
+    split_codes = pc.dictionary_encode(keys.column("split").combine_chunks())
+    langs, lang_names = lang_codes.indices.to_numpy(), lang_codes.dictionary.to_pylist()
+    splits, split_names = split_codes.indices.to_numpy(), split_codes.dictionary.to_pylist()
     parts = keys.column("part").to_numpy()
     rows = keys.column("row").to_numpy()
     copy = keys.column("copy").to_numpy()
@@ -78,7 +80,7 @@ def plan_shards(keys: pa.Table, files: list[str], output: Output, out: str, fing
     change = (langs[1:] != langs[:-1]) | (splits[1:] != splits[:-1])
     bounds = np.flatnonzero(np.r_[True, change, True])
     for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-        lang, split = str(langs[start]), str(splits[start])
+        lang, split = lang_names[langs[start]], split_names[splits[start]]
         cuts, count, size = [start], 0, 0
         for i in range(start, end):
             if count and (count >= output.shard_max_rows or size + nbytes[i] > output.shard_max_bytes):
