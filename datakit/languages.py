@@ -12,10 +12,12 @@ as a language of its own.
 from __future__ import annotations
 
 import functools
+import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 
 import langcodes
+import regex
 import yaml
 
 from datakit.errors import UnknownLanguageError
@@ -169,46 +171,158 @@ def resolve_langs(spec: str) -> frozenset[str] | None:
     return frozenset(selected)
 
 
-@functools.lru_cache(maxsize=8192)
-def display_name(code_: str, in_lang: str = "eng_Latn") -> str:
-    """The CLDR name of a language in another language (Babel); the English name where CLDR has none."""
+@functools.cache
+def _names() -> dict[str, tuple[str | None, str | None]]:
+    """langdata/names.tsv: key -> (English name, Chinese name), None where CLDR's name stands."""
+    table = {}
+    for n, line in enumerate(_data("names.tsv").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) != 4:
+            raise ValueError(f"datakit/langdata/names.tsv line {n}: expected 4 tab-separated columns, found {len(cols)}")
+        key, en, zh, _basis = cols
+        table[key] = (None if en == "-" else en, None if zh == "-" else zh)
+    return table
+
+
+def _is_chinese(in_lang: str) -> bool:
+    return in_lang.split("_")[0] in ("zho", "cmn", "zh")
+
+
+def _locale(in_lang: str):
+    """The Babel locale that names languages in `in_lang` (None where CLDR has none)."""
     from babel import Locale, UnknownLocaleError
 
-    def babel_keys(c: str) -> tuple[str, ...]:
-        # CLDR names languages by their shortest tag (`sw`, not `swh`; Dari is `fa_AF`): try the
-        # code itself, then the macrolanguage it was folded from.
-        iso, script = c.split("_")
-        parsed = [langcodes.Language.get(x) for x in (iso, *(a for a, t in aliases().items() if t == iso))]
-        short = next((p.language for p in parsed if p.language and len(p.language) == 2), parsed[0].language or iso)
-        full = str(parsed[0]).replace("-", "_")
-        return (f"{short}_{script}", full, short, f"{iso}_{script}", iso)
-
     try:
-        locale = Locale.parse(babel_keys(in_lang)[2])
+        return Locale.parse(_babel_keys(in_lang)[2])
     except (UnknownLocaleError, ValueError):
-        locale = None
+        return None
+
+
+@functools.cache
+def _babel_keys(c: str) -> tuple[str, ...]:
+    # CLDR names languages by their shortest tag (`sw`, not `swh`; Dari is `fa_AF`): try the
+    # code itself, then the macrolanguage it was folded from.
+    iso, script = c.split("_")
+    parsed = [langcodes.Language.get(x) for x in (iso, *(a for a, t in aliases().items() if t == iso))]
+    short = next((p.language for p in parsed if p.language and len(p.language) == 2), parsed[0].language or iso)
+    full = str(parsed[0]).replace("-", "_")
+    return (f"{short}_{script}", full, short, f"{iso}_{script}", iso)
+
+
+_ISO_QUALIFIER = regex.compile(r"\s*\((?:individual language|macrolanguage)\)")
+
+
+def default_script(iso: str) -> str | None:
+    """The script a language is written in unless a code says otherwise: its one FLORES-200 script,
+    else the likely script CLDR gives it (Korean's `Kore` counts as Hangul); None where neither knows."""
+    scripts = _flores_scripts().get(iso, ())
+    if len(scripts) == 1:
+        return scripts[0]
+    likely = _likely_script(iso, None)
+    if likely is None:
+        folded = [a for a, t in aliases().items() if t == iso]
+        likely = _likely_script(folded[0], None) if folded else None
+    return {"Kore": "Hang"}.get(likely, likely) if likely else None
+
+
+def _cldr_name(code_: str, locale) -> tuple[str | None, bool]:
+    """CLDR's name of a language in a locale, and whether that name already says the script."""
+    for k in _babel_keys(code_):
+        if k in locale.languages:
+            return locale.languages[k], "_" in k
+    return None, False
+
+
+def _table_name(code_: str, column: int) -> tuple[str, bool] | None:
+    """Our table's name (column 0 English, 1 Chinese) for the code or, script aside, its language."""
+    for key, says_script in ((code_, True), (code_.split("_")[0], False)):
+        entry = _names().get(key)
+        if entry and entry[column]:
+            return entry[column], says_script
+    return None
+
+
+def _base_name(code_: str, in_lang: str) -> tuple[str, bool]:
+    """A language's name in `in_lang` (English where neither our table nor CLDR has one there), and
+    whether it names the script. Our table (langdata/names.tsv) comes before CLDR."""
+    from babel import Locale
+
+    found = _table_name(code_, 1) if _is_chinese(in_lang) else None
+    if found:
+        return found
+    locale = _locale(in_lang)
+    if locale is not None and locale.language != "en":
+        name, says_script = _cldr_name(code_, locale)
+        if name:
+            return name, says_script
+    found = _table_name(code_, 0)
+    if found:
+        return found
+    name, says_script = _cldr_name(code_, Locale.parse("en"))
+    if name:
+        return name, says_script
+    name = langcodes.Language.get(code_.split("_")[0]).display_name()
+    return (code_, True) if name.startswith("Unknown language") else (_ISO_QUALIFIER.sub("", name), False)
+
+
+_PARENTHETICAL = regex.compile(r" \(([^()]+)\)$")
+
+
+def _chinese_parenthetical(name: str) -> str:
+    """An English name kept in a Chinese frame tells its place the Chinese way: "Aja（贝宁）"."""
+    from babel import Locale
+
+    def chinese(m: regex.Match) -> str:
+        en = Locale.parse("en").territories
+        region = next((k for k, v in en.items() if v == m[1]), None)
+        return f"（{Locale.parse('zh').territories[region] if region else m[1]}）"
+
+    return _PARENTHETICAL.sub(chinese, name)
+
+
+def script_is_named(code_: str) -> bool:
+    """Whether a name must say the script: the code's script is not the language's default (or the
+    language is written in several scripts and none is its default)."""
     iso, script = code_.split("_")
-    keys = babel_keys(code_)
-    for loc in (locale, Locale.parse("en")):
-        if loc is None:
-            continue
-        for k in keys:
-            if k in loc.languages:
-                name = loc.languages[k]
-                if "_" not in k and script != _likely_script(iso, None) and script in loc.scripts:
-                    # Serbian in Latin script: say so, the default script is Cyrillic.
-                    open_, close = ("（", "）") if loc.language in ("zh", "ja") else (" (", ")")
-                    name = f"{name}{open_}{loc.scripts[script]}{close}"
-                return name
-    name = langcodes.Language.get(iso).display_name()
-    return code_ if name.startswith("Unknown language") else name
+    default = default_script(iso)
+    if default is not None:
+        return script != default
+    return len(_flores_scripts().get(iso, ())) > 1
+
+
+@functools.lru_cache(maxsize=8192)
+def display_name(code_: str, in_lang: str = "eng_Latn") -> str:
+    """A language's name as a reader of `in_lang` writes it: our table, then CLDR (Babel), else the
+    English name (never an ISO qualifier such as "(individual language)"); the script is named
+    where it is not the language's default ("Serbian (Latin script)", "爪哇语（爪哇文）")."""
+    from babel import Locale
+
+    name, says_script = _base_name(code_, in_lang)
+    if _is_chinese(in_lang):
+        name = _chinese_parenthetical(name)
+    script = code_.split("_")[1]
+    if says_script or not script_is_named(code_):
+        return name
+    locale = _locale(in_lang) or Locale.parse("en")
+    if locale.language in ("zh", "ja") and script in locale.scripts:
+        return f"{name}（{locale.scripts[script]}）"
+    if locale.language != "en" and script in locale.scripts:
+        return f"{name} ({locale.scripts[script]})"
+    return f"{name} ({Locale.parse('en').scripts.get(script, script)} script)"
 
 
 @functools.lru_cache(maxsize=1024)
 def variant_name(code_: str, region: str, in_lang: str = "eng_Latn") -> str:
-    """A regional variant's name ("British English", "巴西葡萄牙语"), from CLDR; else "English (India)"."""
+    """A regional variant's name ("British English", "巴西葡萄牙语"): our table, CLDR, else the
+    language with the region ("English (India)")."""
     from babel import Locale, UnknownLocaleError
 
+    entry = _names().get(f"{code_}-{region}")
+    column = 1 if _is_chinese(in_lang) else 0
+    if entry and entry[column]:
+        return entry[column]
     short = langcodes.Language.get(code_.split("_")[0]).language
     try:
         locale = Locale.parse(langcodes.Language.get(in_lang.split("_")[0]).language)
@@ -219,3 +333,18 @@ def variant_name(code_: str, region: str, in_lang: str = "eng_Latn") -> str:
         return name
     territory = locale.territories.get(region, region)
     return f"{display_name(code_, in_lang)}（{territory}）" if locale.language in ("zh", "ja") else f"{display_name(code_, in_lang)} ({territory})"
+
+
+# Words that begin with a vowel letter but a consonant sound ("a Ukrainian"), and the reverse ("an N'Ko").
+_CONSONANT_SOUND = regex.compile(r"(?:Uk|Uy|Uni|Uru|Usu|Ute|Europ|One)", regex.I)
+_VOWEL_SOUND = regex.compile(r"N['’]")
+
+
+def indefinite_article(name: str) -> str:
+    """`a` or `an` before a language name, by its first sound: an English, an Urdu, a Ukrainian."""
+    base = unicodedata.normalize("NFD", name.lstrip())
+    if _VOWEL_SOUND.match(base):
+        return "an"
+    if _CONSONANT_SOUND.match(base):
+        return "a"
+    return "an" if base[:1].upper() in "AEIOU" else "a"

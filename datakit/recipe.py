@@ -233,6 +233,7 @@ class Quality(Strict):
     max_urls: int = Field(5, ge=0)
     max_url_share: float = Field(0.3, ge=0, le=1)
     pii: Literal["redact", "reject", "keep"] = "redact"  # e-mail addresses and phone numbers in answers
+    pii_translations: Literal["keep", "redact", "reject"] = "keep"  # records rendering a source: both sides alike
     min_length_ratio: float = Field(1 / 3, gt=0)         # translation target/source, Han/kana/Hangul weighted
     max_length_ratio: float = Field(3.0, gt=0)
     ratio_min_length: int = Field(20, ge=1)              # shorter pairs: ratio not checked

@@ -10,7 +10,10 @@ import pytest
 from contract import rows_of
 
 from datakit.languages import display_name, normalize
-from datakit.sources.parallel import file_language
+from datakit.sources.parallel import LIST_MARKER, file_language, udhr_articles
+from datakit.text import dedup_text
+
+LIST_LINE = re.compile(LIST_MARKER.pattern, re.M)
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +79,11 @@ def test_interactive_revisions_hold_against_the_references(rows, references):
                 assert all(re.search(rf"(?<!\w){re.escape(w)}(?!\w)", answer) and w in request for w in rev["words"])
             else:
                 assert rev["term"] in answer and rev["term"] in request
+        # Each revision changes the words of the answer before it, and asks for what that answer lacked.
+        for rev, before, after in zip(meta["revisions"], answers, answers[1:], strict=False):
+            assert dedup_text(before) != dedup_text(after)
+            for wanted in rev.get("words", []) + ([rev["term"]] if "term" in rev else []):
+                assert wanted.casefold().replace("’", "'") not in before.casefold().replace("’", "'")
     assert {"another_language", "regional_variant", "include_words"} <= kinds
 
 
@@ -102,3 +110,13 @@ def test_qa_answers_match_the_references(rows, corpus):
             assert answer == xquad[answer_lang][meta["id"]].strip()
         checked += 1
     assert checked > 50
+
+
+def test_udhr_list_markers_are_on_neither_side(rows, corpus):
+    # Breton writes each recital as "–O vezañ ..."; the English and Chinese files have no markers.
+    breton = udhr_articles(corpus / "udhr/data/udhr/udhr_bre.xml")
+    assert breton[0].startswith("O vezañ") and not LIST_LINE.search(breton[0])
+    udhr = [r for r in rows if r["source"] == "udhr" and r["task"] == "translation"]
+    assert udhr
+    for r in udhr:
+        assert not LIST_LINE.search(r["messages"][0]["content"]) and not LIST_LINE.search(r["messages"][-1]["content"])

@@ -36,10 +36,20 @@ def test_names_come_from_cldr_in_the_instruction_language():
     assert languages.display_name("swh_Latn", "zho_Hans") == "斯瓦希里语"
     assert languages.display_name("swh_Latn", "eng_Latn") == "Swahili"
     assert languages.display_name("prs_Arab", "eng_Latn") == "Dari"
-    # Serbian is Cyrillic by default: the Latin variant says so.
-    assert languages.display_name("srp_Latn", "eng_Latn") == "Serbian (Latin)"
-    # No CLDR name in Chinese: the English name, never the bare code.
-    assert languages.display_name("pov_Latn", "zho_Hans") == "Upper Guinea Crioulo"
+    # Serbian is Cyrillic by default: the Latin variant says so, and that it is a script.
+    assert languages.display_name("srp_Latn", "eng_Latn") == "Serbian (Latin script)"
+    # No Chinese name in language data: our table's established one, else the English name, never the bare code.
+    assert languages.display_name("pov_Latn", "zho_Hans") == "上几内亚克里奥尔语"
+    assert languages.display_name("acu_Latn", "zho_Hans") == "Achuar-Shiwiar"
+    # No ISO qualifier, no script where it is the language's own: "Malay", "Korean", "Pashto".
+    assert [languages.display_name(c) for c in ("zlm_Latn", "kor_Hang", "pbt_Arab")] == ["Malay", "Korean", "Pashto"]
+
+
+def test_names_table_is_well_formed_and_its_codes_are_the_registrys():
+    for key, (en, zh) in languages._names().items():
+        base = key.split("-")[0]
+        assert languages.code(base) == base if "_" in base else languages.code(base).startswith(base + "_"), key
+        assert en or zh, key
 
 
 def test_langs_selection_takes_groups_and_codes_and_always_the_hubs():

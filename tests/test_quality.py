@@ -66,3 +66,40 @@ def test_personal_data_is_redacted_or_rejected_as_configured():
     assert r["messages"][-1]["content"] == "Write to [EMAIL] or call [PHONE] for details."
     assert verdicts([general(text)], pii="reject") == ["pii"]
     assert verdicts([general("In 2019, 3,500 people came; the score was 38 - 17.")], pii="reject") == [None]
+
+
+def _ntrex_line(corpus, name: str, line: int) -> str:
+    return (corpus / "ntrex128/NTREX-128" / name).read_text(encoding="utf-8").splitlines()[line - 1].strip()
+
+
+def test_translations_keep_public_text_on_both_sides_or_redact_both(corpus):
+    # NTREX line 447: a police phone number in a news story, in the English source and the Swahili reference.
+    src, tgt = _ntrex_line(corpus, "newstest2019-src.eng.txt", 447), _ntrex_line(corpus, "newstest2019-ref.swa.txt", 447)
+    assert "859-292-3680" in src and "859-292-3680" in tgt
+
+    kept = translation(src, tgt)
+    assert verdicts([kept]) == [None]  # default: public text as it is, prompt and answer alike
+    assert [m["content"] for m in kept["messages"]] == [f"Translate:\n{src}", tgt]
+
+    redacted = translation(src, tgt)
+    assert verdicts([redacted], pii_translations="redact") == [None]
+    assert all("859-292-3680" not in m["content"] and "[PHONE]" in m["content"] for m in redacted["messages"])
+    assert verdicts([translation(src, tgt)], pii_translations="reject") == ["pii"]
+
+    # Interactive translation and cross-lingual QA render a source in the prompt too.
+    for task in ("interactive_translation", "cross_lingual_qa"):
+        r = translation(src, tgt, task)
+        verdicts([r])
+        assert all("859-292-3680" in m["content"] for m in r["messages"])
+
+
+def test_general_records_keep_todays_policy_answers_only(corpus):
+    src = _ntrex_line(corpus, "newstest2019-src.eng.txt", 447)
+    r = new_record(messages=[{"role": "user", "content": f"Who should I call? {src}"}, {"role": "assistant", "content": src}],
+                   lang="eng_Latn", task="general", source="t", license="x")
+    assert verdicts([r]) == [None]
+    assert "859-292-3680" in r["messages"][0]["content"] and "[PHONE]" in r["messages"][1]["content"]
+    assert r["scores"]["quality"]["pii"] == 1
+    untouched = general(src)
+    assert verdicts([untouched], pii="keep", pii_translations="redact") == [None]
+    assert untouched["messages"][-1]["content"] == src

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datakit.construct import templates as T
 from datakit.construct.interactive import interactive
 from datakit.construct.templates import NativeTemplates, Template
-from datakit.languages import HUBS, display_name
+from datakit.languages import HUBS
 from datakit.recipe import Recipe, Source
 from datakit.records import Record, new_record, seeded_rng, set_content, set_lid_checks
 from datakit.sources.base import Instruction, Parallel, QAItem, RawRow, Synthesised
@@ -102,7 +102,7 @@ def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe, nativ
         rng = seeded_rng(recipe.seed, source.name, row.loc, src, tgt)
         template = frame(recipe, native, ex, rng)
         inst_lang = template.lang
-        user = template.render(src=display_name(src, inst_lang), tgt=display_name(tgt, inst_lang), text=ex.texts[src])
+        user = template.render(**T.frame_names(src, tgt, inst_lang), text=ex.texts[src])
         lang = tgt if ex.focus in HUBS or src not in HUBS and tgt not in HUBS else ex.focus
         joined = {ex.joined[c] for c in (src, tgt) if c in ex.joined}
         record = _record(source, row, messages=_turns(user, ex.texts[tgt]), lang=lang, task="translation",
@@ -138,12 +138,12 @@ def qa(ex: QAItem, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
             rng = seeded_rng(recipe.seed, source.name, row.loc, x, pivot)
             if ex.kind == "extractive":
                 template = T.choose(T.QA_EXTRACTIVE, pivot, "any", rng)
-                user = template.render(src=display_name(x, pivot), tgt=display_name(pivot, pivot),
+                user = template.render(**T.frame_names(x, pivot, pivot),
                                        context=ex.context[x], question=ex.question[pivot])
                 answer = ex.answer[pivot]
             else:
                 template = T.choose(T.QA_MATH, pivot, "any", rng)
-                user = template.render(src=display_name(x, pivot), tgt=display_name(pivot, pivot), question=ex.question[x])
+                user = template.render(**T.frame_names(x, pivot, pivot), question=ex.question[x])
                 answer = T.MATH_ANSWER[pivot].format(answer=ex.answer[x])
             record = _record(source, row, messages=_turns(user, answer), lang=x, task="cross_lingual_qa",
                              src_lang=x, tgt_lang=pivot,

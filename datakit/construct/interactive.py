@@ -14,12 +14,15 @@ Revisions that need generation (shorter, more formal) come only from an LLM step
 
 from __future__ import annotations
 
+import unicodedata
+
 import regex
 
 from datakit.construct import templates as T
 from datakit.languages import HUBS, display_name, variant_name
 from datakit.records import Record, new_record, seeded_rng, set_content, set_lid_checks
 from datakit.sources.base import Parallel, RawRow
+from datakit.text import dedup_text
 
 _WORD = regex.compile(r"\b[\p{L}][\p{L}\p{M}'’-]{3,}\b")
 _TERM = regex.compile(r"\b(?:\p{Lu}[\p{L}\p{M}'’-]+)(?:\s+\p{Lu}[\p{L}\p{M}'’-]+)+\b")
@@ -51,16 +54,26 @@ def _quote(words: list[str], lang: str) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
+def _plain(text: str) -> str:
+    """Text as a reader compares words: NFKC, case-folded, one apostrophe."""
+    return unicodedata.normalize("NFKC", text).casefold().replace("’", "'").replace("‘", "'")
+
+
+def lacks(first: str, wanted: str) -> bool:
+    """Whether the first answer lacks a word or term in any case or spelling of its apostrophe, even
+    inside a longer word ("marca" is not asked for where the answer says "marcas")."""
+    return _plain(wanted) not in _plain(first)
+
+
 def _missing_words(primary: str, other: str, rng, n: int = 2) -> list[str]:
-    """Words of the primary reference that the alternative lacks (as whole words)."""
-    theirs = set(_WORD.findall(other))
-    candidates = sorted({w for w in _WORD.findall(primary) if w not in theirs})
+    """Words of the primary reference that the alternative lacks."""
+    candidates = sorted({w for w in _WORD.findall(primary) if lacks(other, w) and holds("include_words", primary, {"words": [w]})})
     rng.shuffle(candidates)
     return candidates[:n]
 
 
 def _missing_term(primary: str, other: str, rng) -> str | None:
-    terms = sorted({t for t in _TERM.findall(primary) if t not in other})
+    terms = sorted({t for t in _TERM.findall(primary) if lacks(other, t)})
     return terms[rng.randrange(len(terms))] if terms else None
 
 
@@ -71,6 +84,15 @@ def holds(kind: str, answer: str, detail: dict) -> bool:
     if kind == "use_term":
         return detail["term"] in answer
     return answer == detail["reference"]
+
+
+def changes(previous: str, answer: str) -> bool:
+    """Whether a revised answer differs from the one before in its words, not in quotes or spaces
+    alone (a "British English" reference that differs only in its quotation marks changes nothing)."""
+    return dedup_text(previous) != dedup_text(answer)
+
+
+_WORD_KINDS = ("include_words", "use_term")
 
 
 def interactive(ex: Parallel, row: RawRow, source_name: str, license_: str, seed: int, pivots: list[str],
@@ -85,7 +107,6 @@ def interactive(ex: Parallel, row: RawRow, source_name: str, license_: str, seed
     src, tgt = pairs[rng.randrange(len(pairs))]
     inst = instruction_langs[rng.randrange(len(instruction_langs))]
     template = T.choose(T.TRANSLATION, inst, ex.unit, rng)
-    names = {"src": display_name(src, inst), "tgt": display_name(tgt, inst)}
     primary = ex.texts[tgt]
     alternatives = sorted((ex.variants.get(tgt) or {}).items())
     first_answer, turns = primary, []
@@ -94,55 +115,59 @@ def interactive(ex: Parallel, row: RawRow, source_name: str, license_: str, seed
     others = [p for p in pivots if p in ex.texts and p not in (src, tgt)]
     if others:
         options.append("another_language")
-    regional = [(label, text) for label, text in alternatives if len(label) == 2 and text != primary]
+    regional = [(label, text) for label, text in alternatives if len(label) == 2 and changes(primary, text)]
     if regional:
         options.append("regional_variant")
-    alt = next(((label, text) for label, text in alternatives if text != primary), None)
+    alt = next(((label, text) for label, text in alternatives if changes(primary, text)), None)
     if alt is not None:
-        options += ["include_words", "use_term"]
+        options += list(_WORD_KINDS)
     if not options:
         return None
     rng.shuffle(options)
-    # Word and term requests revise an alternative first answer: they go first, or not at all.
-    order = sorted(options[:max_revisions], key=lambda k: k not in ("include_words", "use_term"))
-    if "include_words" in order and "use_term" in order:
-        order.remove("use_term")
+    # Word and term requests revise an alternative first answer: they go first, or not at all. A
+    # revision that cannot be made (nothing the first answer lacks) gives way to the next option.
+    chosen = sorted(options[:max_revisions], key=lambda k: k not in _WORD_KINDS)
+    if "include_words" in chosen and "use_term" in chosen:
+        chosen.remove("use_term")
+    queue = chosen + [k for k in options if k not in chosen]
     current = primary
-    for kind in order:
+    for kind in queue:
+        if len(turns) == max_revisions:
+            break
         phrasing = REVISIONS[kind][inst][rng.randrange(len(REVISIONS[kind][inst]))]
-        if kind in ("include_words", "use_term"):
+        if kind in _WORD_KINDS:
             if turns or alt is None:
                 continue
             if kind == "include_words":
                 words = _missing_words(primary, alt[1], rng)
                 if not words:
                     continue
-                detail, request = {"words": words}, phrasing.format(words=_quote(words, inst))
+                detail, request = {"words": words}, T.fill(phrasing, inst, words=_quote(words, inst))
             else:
                 term = _missing_term(primary, alt[1], rng)
                 if term is None:
                     continue
-                detail, request = {"term": term}, phrasing.format(term=term)
+                detail, request = {"term": term}, T.fill(phrasing, inst, term=term)
             answer, lang_of_answer = primary, tgt
         elif kind == "another_language":
             other = others[rng.randrange(len(others))]
             answer, lang_of_answer = ex.texts[other], other
-            detail, request = {"reference": answer, "lang": other}, phrasing.format(lang=display_name(other, inst))
+            detail, request = {"reference": answer, "lang": other}, T.fill(phrasing, inst, lang=display_name(other, inst))
         else:
             label, text = regional[rng.randrange(len(regional))]
             answer, lang_of_answer = text, tgt
             detail = {"reference": text, "variant": label}
-            request = phrasing.format(variant=variant_name(tgt, label, inst))
-        previous = alt[1] if kind in ("include_words", "use_term") else current
-        if answer == previous or not holds(kind, answer, detail):
+            request = T.fill(phrasing, inst, variant=variant_name(tgt, label, inst))
+        previous = alt[1] if kind in _WORD_KINDS else current
+        if not changes(previous, answer) or not holds(kind, answer, detail):
             continue  # a revision changes the answer, and satisfies its request
-        if kind in ("include_words", "use_term"):
+        if kind in _WORD_KINDS:
             first_answer = alt[1]
         turns.append((kind, request, answer, lang_of_answer, detail))
         current = answer
     if not turns:
         return None
-    messages = [{"role": "user", "content": template.render(**names, text=ex.texts[src])}, {"role": "assistant", "content": first_answer}]
+    messages = [{"role": "user", "content": template.render(**T.frame_names(src, tgt, inst), text=ex.texts[src])}, {"role": "assistant", "content": first_answer}]
     for _, request, answer, _, _ in turns:
         messages += [{"role": "user", "content": request}, {"role": "assistant", "content": answer}]
     lang = tgt if x in HUBS else x

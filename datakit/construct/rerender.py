@@ -12,17 +12,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from datakit.construct.templates import TRANSLATION, Template
+from datakit.construct.templates import TRANSLATION, Template, frame_names
 from datakit.hashing import canonical_json
-from datakit.languages import display_name
 from datakit.records import record_id, seeded_rng
 from datakit.text import normalise_text
 
+_SLOT = "\x00"
+
 
 def source_text(row: dict[str, Any], template: Template, inst_lang: str) -> str | None:
-    names = {"src": display_name(row["src_lang"], inst_lang), "tgt": display_name(row["tgt_lang"], inst_lang)}
-    before, after = template.text.split("{text}")
-    prefix, suffix = before.format(**names).lstrip(), after.format(**names).rstrip()
+    framed = template.render(**frame_names(row["src_lang"], row["tgt_lang"], inst_lang), text=_SLOT)
+    before, after = framed.split(_SLOT)
+    prefix, suffix = before.lstrip(), after.rstrip()
     user = next(m["content"] for m in row["messages"] if m["role"] == "user")
     if not (user.startswith(prefix) and user.endswith(suffix)) or len(user) < len(prefix) + len(suffix):
         return None
@@ -46,7 +47,7 @@ def rerender(row: dict[str, Any], copy: int, seed: int, native: tuple[Template, 
     others = sorted((t for t in pool if t.id != template.id and t.unit in (unit, "any")), key=lambda t: t.id)
     seeded_rng(seed, "repeat", row["id"]).shuffle(others)
     new = others[(copy - 1) % len(others)]
-    user = normalise_text(new.render(src=display_name(row["src_lang"], new.lang), tgt=display_name(row["tgt_lang"], new.lang), text=text), "NFC")
+    user = normalise_text(new.render(**frame_names(row["src_lang"], row["tgt_lang"], new.lang), text=text), "NFC")
     out = dict(row)
     out["messages"] = [{"role": "user", "content": user} if m["role"] == "user" else dict(m) for m in row["messages"]]
     out["meta"] = canonical_json({**meta, "template": new.id, "instruction_lang": new.lang, "repeat_of": row["id"], "repeat": copy})

@@ -2,14 +2,21 @@
 
 Varied in wording and layout (instruction first or last, labelled fields, a terse pair, a polite
 request), because a model tuned on one phrasing learns the phrasing. Languages are named by
-their CLDR names in the template's own language (`datakit.languages.display_name`). Sentence
-templates say "sentence"; document templates ask to keep the paragraphs; `any` fits both.
+their names in the template's own language (`datakit.languages.display_name`); `fill` makes the
+frame agree with the name: "an English translation", and in Chinese a name kept in Latin letters
+(a language Chinese has no name for) set off from the Han characters by spaces, as Chinese
+typesetting does with embedded Latin words. Sentence templates say "sentence"; document templates
+ask to keep the paragraphs; `any` fits both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+import regex
+
+from datakit.languages import display_name, indefinite_article
 
 
 @dataclass(frozen=True)
@@ -20,7 +27,41 @@ class Template:
     text: str
 
     def render(self, **fields: str) -> str:
-        return self.text.format(**fields)
+        return fill(self.text, self.lang, **fields)
+
+
+# Fields that hold a language's name: the frame around them agrees with the name.
+NAME_FIELDS = frozenset({"src", "tgt", "lang", "variant"})
+_FIELD = regex.compile(r"\{(\w+)\}")
+_ARTICLE = regex.compile(r"\b([Aa])n? \{(\w+)\}")
+_NARROW = regex.compile(r"[^\p{Han}\s\u3000-\u303f\uff00-\uffef]")  # Latin letters, digits, ASCII punctuation
+_HAN = regex.compile(r"\p{Han}")
+
+
+def fill(text: str, frame_lang: str, /, **fields: str) -> str:
+    """`text` with every `{field}` replaced (a KeyError names a field left unfilled). In English
+    frames "a {tgt}" takes the article its name needs; in Chinese frames a name in Latin letters
+    is spaced from the Han characters next to it ("翻译成 Achuar-Shiwiar，谢谢")."""
+
+    def article(m: regex.Match) -> str:
+        if m[2] not in NAME_FIELDS:
+            return m[0]
+        return f"{m[1]}{'n' if indefinite_article(fields[m[2]]) == 'an' else ''} {{{m[2]}}}"
+
+    if frame_lang == "eng_Latn":
+        text = _ARTICLE.sub(article, text)
+
+    def value(m: regex.Match) -> str:
+        v = fields[m[1]]
+        if frame_lang.startswith("zho_") and m[1] in NAME_FIELDS and v:
+            before, after = text[m.start() - 1 : m.start()], text[m.end() : m.end() + 1]
+            if _NARROW.match(v[0]) and _HAN.match(before):
+                v = " " + v
+            if _NARROW.match(v[-1]) and _HAN.match(after):
+                v = v + " "
+        return v
+
+    return _FIELD.sub(value, text)
 
 
 # Templates in other languages, made by the LLM step (construct/native.py): language -> templates.
@@ -60,7 +101,7 @@ TRANSLATION = [
 QA_EXTRACTIVE = [
     Template("en-q01", _EN, "any", "Read the {src} passage below and answer the question in {tgt}.\n\nPassage:\n{context}\n\nQuestion: {question}"),
     Template("en-q02", _EN, "any", "{context}\n\nBased on the text above, answer in {tgt}: {question}"),
-    Template("en-q03", _EN, "any", "Question: {question}\nAnswer it in {tgt} with a short phrase taken from this {src} text:\n{context}"),
+    Template("en-q03", _EN, "any", "Question: {question}\nAnswer it briefly in {tgt}, using this {src} text:\n{context}"),
     Template("zh-q01", _ZH, "any", "阅读下面的{src}短文，并用{tgt}回答问题。\n\n短文：\n{context}\n\n问题：{question}"),
     Template("zh-q02", _ZH, "any", "{context}\n\n根据上文，用{tgt}回答：{question}"),
     Template("zh-q03", _ZH, "any", "问题：{question}\n请根据这段{src}文字，用{tgt}简短作答：\n{context}"),
@@ -75,6 +116,12 @@ QA_MATH = [
 
 # The answer sentence around a number, in the language the instruction asked for.
 MATH_ANSWER = {_EN: "The answer is {answer}.", _ZH: "答案是 {answer}。"}
+
+
+def frame_names(src_lang: str, tgt_lang: str, inst_lang: str) -> dict[str, str]:
+    """The language names a frame in `inst_lang` fills in: one function for building, interactive
+    records and re-framing repeats, so a frame can be taken apart again (construct/rerender.py)."""
+    return {"src": display_name(src_lang, inst_lang), "tgt": display_name(tgt_lang, inst_lang)}
 
 
 def choose(templates: list[Template], lang: str, unit: str, rng) -> Template:

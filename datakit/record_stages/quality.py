@@ -5,8 +5,12 @@ code fences, refusal boilerplate in English and Chinese, URL spam. Translations:
 of the two sides (letters of Han, kana and Hangul weigh more: one carries a word or a syllable),
 untranslated copies, and numbers kept (scored always; rejected for the tasks the recipe names,
 since human translators legitimately write numbers as words). Personal data (e-mail addresses,
-phone numbers) in answers is redacted or rejected, as the recipe says. Every measured value goes
-into `scores.quality`, so a rejection can be explained and a threshold tuned.
+phone numbers) in general answers is redacted or rejected, as the recipe says (`pii`). Records
+whose answer renders a source in the prompt (translations, QA spans) follow `pii_translations` on
+every turn, prompt and answer alike, and by default keep their text: it is public text (news, the
+UDHR), and an answer redacted against an unredacted source teaches a model to turn numbers into
+placeholders when it translates. Every measured value goes into `scores.quality`, so a rejection
+can be explained and a threshold tuned.
 """
 
 from __future__ import annotations
@@ -77,6 +81,27 @@ def numbers(text: str) -> set[str]:
     return out
 
 
+# Tasks whose answer renders text the prompt gives (a translation, a span of a passage): redacting
+# the answer alone would teach the model to turn numbers into placeholders when it translates.
+SOURCE_BOUND_TASKS = frozenset({"translation", "interactive_translation", "cross_lingual_qa"})
+
+
+def source_bound(record: Record) -> bool:
+    """Whether a record's answer renders a source given in its prompt (translation-shaped records
+    carry `src_lang`; QA answers are spans or numbers of the passage or problem)."""
+    return record.get("src_lang") is not None or record["task"] in SOURCE_BOUND_TASKS
+
+
+def redact(messages: list[dict]) -> int:
+    """E-mail addresses and phone numbers in these messages replaced by [EMAIL] and [PHONE]; how many."""
+    found = 0
+    for m in messages:
+        m["content"], n1 = EMAIL.subn("[EMAIL]", m["content"])
+        m["content"], n2 = PHONE.subn("[PHONE]", m["content"])
+        found += n1 + n2
+    return found
+
+
 class Quality(RecordStage):
     name = "quality"
 
@@ -93,15 +118,12 @@ class Quality(RecordStage):
     def check(self, record: Record, scores: dict) -> str | None:
         c = self.config
         answers = [m for m in record["messages"] if m["role"] == "assistant"]
-        if c.pii != "keep":
-            found = 0
-            for m in answers:
-                m["content"], n1 = EMAIL.subn("[EMAIL]", m["content"]) if c.pii == "redact" else (m["content"], len(EMAIL.findall(m["content"])))
-                m["content"], n2 = PHONE.subn("[PHONE]", m["content"]) if c.pii == "redact" else (m["content"], len(PHONE.findall(m["content"])))
-                found += n1 + n2
+        policy, turns = (c.pii_translations, record["messages"]) if source_bound(record) else (c.pii, answers)
+        if policy != "keep":
+            found = redact(turns) if policy == "redact" else sum(len(EMAIL.findall(m["content"])) + len(PHONE.findall(m["content"])) for m in turns)
             if found:
                 scores["pii"] = found
-                if c.pii == "reject":
+                if policy == "reject":
                     return "pii"
         if record["task"] in ("translation", "interactive_translation", "synthesised") and declared_content(record):
             reason = self.bitext(record, scores)

@@ -314,9 +314,15 @@ def _udhr_index(root: Path) -> list[UdhrFile]:
     return out
 
 
+# A dash or bullet some translations put before each list item or recital ("- atu bele moris",
+# "–O vezañ"): the pivots' files have none, so a record would have it on one side only.
+LIST_MARKER = re.compile(r"^[-\u2010-\u2015\u2022\u2043\u00b7*]+\s*")
+
+
 @functools.lru_cache(maxsize=8)
 def udhr_articles(path: Path) -> dict[int, str]:
-    """Article number -> text (paragraphs, list items in order, one per line); 0 is the preamble."""
+    """Article number -> text (paragraphs, list items in order, one per line, without list markers);
+    0 is the preamble."""
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as e:
@@ -332,7 +338,7 @@ def udhr_articles(path: Path) -> dict[int, str]:
                 continue
         else:
             continue
-        paras = [" ".join("".join(p.itertext()).split()) for p in el.iter(UDHR_NS + "para")]
+        paras = [LIST_MARKER.sub("", " ".join("".join(p.itertext()).split())) for p in el.iter(UDHR_NS + "para")]
         text = "\n".join(p for p in paras if p)
         if text:
             articles[number] = text
