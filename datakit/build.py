@@ -468,6 +468,7 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     with atomic_path(out / "README.md") as tmp:
         tmp.write_text(card, encoding="utf-8")
     report = write_report(out, stats=stats, counts=counts, mix=dict(recipe.balance.mix), title=recipe.name,
+                          seed=recipe.seed, target_size=recipe.balance.target_size,
                           groups=np.repeat(selected.column("group").to_numpy(zero_copy_only=False), selected.column("copies").to_numpy()),
                           nbytes=np.repeat(selected.column("nbytes").to_numpy(), selected.column("copies").to_numpy()))
     report_files = sorted((out / "report").iterdir())

@@ -3,7 +3,9 @@
 QUERY is a record id or a piece of text. Every file under `OUT/data/` and `OUT/rejected/` is
 scanned (column by column, with Arrow): a match in data/ says the record is in the corpus; a match
 in rejected/ says which stage removed it, the reason, its scores and what it matched (the
-duplicate it was folded into, the benchmark item it contained).
+duplicate it was folded into, the benchmark item it contained). The build's report
+(`OUT/report/report.html`) shows examples of every removal reason with this command beside each;
+the output here names the report's section where more records removed for the same reason are.
 """
 
 from __future__ import annotations
@@ -18,6 +20,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from datakit.write.anchors import KEPT_PAGE, REPORT_PAGE, language_anchor, reason_anchor
+from datakit.write.evidence import (
+    first_user_text,
+    lid_found,
+    loads,
+    matched,
+    other_scores,
+    provenance,
+    shorten,
+)
 
 ID_LENGTH = 32
 
@@ -51,23 +64,36 @@ def find(out: Path, query: str, limit: int = 20) -> list[dict[str, Any]]:
 
 
 def describe(hit: dict[str, Any]) -> str:
-    meta = json.loads(hit.get("meta") or "{}")
-    scores = json.loads(hit.get("scores") or "{}")
-    first = next((m["content"] for m in hit.get("messages") or [] if m["role"] == "user"), meta.get("raw", ""))
+    meta = loads(hit.get("meta"))
+    scores = loads(hit.get("scores"))
     lines = [f"{hit['id']}  ({hit.get('source')}, {hit.get('lang')}, {hit.get('task')})  in {hit['file']}"]
     if "reason" in hit:
         lines.append(f"  removed by stage {hit['stage']!r}: {hit['reason']}")
     else:
         lines.append("  kept: in the corpus")
-    matched = {k: meta[k] for k in ("duplicate_of", "near_duplicate_of", "similarity", "contaminated_by", "detail") if k in meta}
-    if matched:
-        lines.append(f"  matched: {json.dumps(matched, ensure_ascii=False)}")
-    if scores:
-        lines.append(f"  scores: {json.dumps(scores, ensure_ascii=False, sort_keys=True)}")
-    where = {k: meta[k] for k in ("file", "line", "row", "article", "id", "template", "instruction_lang") if k in meta}
-    lines.append(f"  from: {json.dumps(where, ensure_ascii=False)}")
-    lines.append(f"  text: {' '.join(first.split())[:160]}")
+    if matched(meta):
+        lines.append(f"  matched: {json.dumps(matched(meta), ensure_ascii=False)}")
+    lines += [f"  language ID: {line}" for line in lid_found(scores)]
+    if other_scores(scores):
+        lines.append(f"  scores: {json.dumps(other_scores(scores), ensure_ascii=False, sort_keys=True)}")
+    lines.append(f"  from: {json.dumps(provenance(meta), ensure_ascii=False)}")
+    lines.append(f"  text: {shorten(first_user_text(hit), 160)}")
     return "\n".join(lines)
+
+
+def report_pointers(out: Path, hits: list[dict[str, Any]]) -> list[str]:
+    """Where the build's report shows more records like these: the section of each removal reason,
+    the kept examples of each language."""
+    page = out / "report" / REPORT_PAGE
+    if not page.is_file():
+        return []
+    seen: dict[str, None] = {}
+    for hit in hits:
+        if "reason" in hit:
+            seen[f"{page}#{reason_anchor(hit['stage'], hit['reason'])} (other records removed by {hit['stage']}: {hit['reason']})"] = None
+        else:
+            seen[f"{page.with_name(KEPT_PAGE)}#{language_anchor(hit['lang'])} (kept records of {hit['lang']})"] = None
+    return [f"report: {line}" for line in seen]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for hit in hits:
         print(json.dumps(hit, ensure_ascii=False) if args.json else describe(hit) + "\n")
+    for line in [] if args.json else report_pointers(out, hits):
+        print(line)
     return 0
 
 

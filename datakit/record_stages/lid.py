@@ -27,6 +27,7 @@ from datakit.scripts import script_counts
 from datakit.stats import StageStats
 
 SCORE_HISTOGRAM = "~answer_probability"  # report key: 5-point bins of P(expected language) of answers
+UNSUPPORTED_HISTOGRAM = "~answer_probability_unsupported"  # the same, of answers in languages the model has no label for
 _CODE_BLOCK = regex.compile(r"```.*?(```|$)", regex.S)
 _INLINE_CODE = regex.compile(r"`[^`\n]*`")
 _URL = regex.compile(r"https?://\S+|www\.\S+|\S+@\S+\.\w+")
@@ -163,7 +164,10 @@ class LanguageId(RecordStage):
         lang = record["lang"]
         answer = preds.get("answer")
         if answer is not None:  # the distribution of the answers' expected-language probability, for the report
-            stats.note(SCORE_HISTOGRAM, f"{min(int(answer.expected_prob * 20), 19) * 5:02d}")
+            score_bin = f"{min(int(answer.expected_prob * 20), 19) * 5:02d}"
+            stats.note(SCORE_HISTOGRAM, score_bin)
+            if not self.lid.supports(next(e for f, _, e in self._fields[id(record)] if f == "answer")):
+                stats.note(UNSUPPORTED_HISTOGRAM, score_bin)  # P = 0 by construction: the report's plot says why
         stats.note(lang, "checked")
         if not self.lid.supports(lang):
             stats.note(lang, "unsupported")

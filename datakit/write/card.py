@@ -34,6 +34,17 @@ def _native_lines(report: dict | None) -> list[str]:
     return [f"- translation instructions in {len(report)} languages other than zh/en are framed by our English templates "
             f"translated by an LLM: {accepted} templates accepted, {left} left out (placeholders, language ID, refusals)"]
 
+
+def mix_statement(target_size: int | None, mix: dict[str, float]) -> str:
+    """Whether balance shaped the mix, as the card and the report say it: with no target size every
+    record that passes is kept, and a "target" beside the shares would read as a quota the build missed."""
+    wanted = ", ".join(f"{g} {100 * v:.1f}%" for g, v in mix.items())
+    if target_size is None:
+        return ("No target size was set (balance.target_size is empty): every record that passed the filters is kept, "
+                f"so the mix is what the sources hold; the recipe's mix ({wanted}) was not applied.")
+    return f"Balanced to a target size of {target_size:,} records with the mix {wanted}."
+
+
 def size_category(n: int) -> str:
     return next((label for limit, label in SIZE_CATEGORIES if n < limit), "n>1T")
 
@@ -75,7 +86,8 @@ def render_card(*, recipe: Recipe, counts: Counter, splits: dict[str, list[str]]
         header["license_details"] = "Records keep the licence of their source (column `license`); see the sources table."
 
     tasks = summary.tasks
-    group_rows = [[row.group, row.records, _pct(row), f"{row.target_percent:.1f}%"] for row in summary.groups]
+    targeted = recipe.balance.target_size is not None  # without one, balance keeps everything: the mix is the sources'
+    group_rows = [[row.group, row.records, _pct(row), *([f"{row.target_percent:.1f}%"] if targeted else [])] for row in summary.groups]
     lang_rows = [[row.code, row.name, row.records, *row.per_task] for row in summary.languages]
     restricted = [s for s in sources if s.terms in RESTRICTED_TERMS]
     source_rows = [[s.name, s.hub or s.path, s.license, s.terms, summary.sources[s.name]] for s in sources]
@@ -102,7 +114,9 @@ def render_card(*, recipe: Recipe, counts: Counter, splits: dict[str, list[str]]
         "",
         "## Mix",
         "",
-        _table(["group", "records", "share", "target share"], group_rows),
+        mix_statement(recipe.balance.target_size, dict(recipe.balance.mix)),
+        "",
+        _table(["group", "records", "share", *(["target share"] if targeted else [])], group_rows),
         "",
     ]
     warnings = stats.get("warnings") or []
