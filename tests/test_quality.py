@@ -52,6 +52,17 @@ def test_planted_defects_get_their_reason():
     assert got == {**{k: k for k in cases if k != "refusal_zh"}, "refusal_zh": "refusal"}
 
 
+def test_capitals_of_a_real_language_are_not_mojibake(corpus):
+    # UDHR in Ewe: the preamble's heading in capitals has "GÃ LE" and "ƑÃ ƉEM", which ftfy, over the
+    # whole document, would decode as a mangled "à"; the text is what the translators wrote.
+    from datakit.sources.parallel import udhr_articles
+
+    preamble = udhr_articles(corpus / "udhr/data/udhr/udhr_ewe.xml")[0]
+    assert "GÃ LE" in preamble
+    assert verdicts([general(preamble, "ewe_Latn")]) == [None]
+    assert verdicts([general("Bonjour.\nLe cafÃ© était fermé.", "fra_Latn")]) == ["mojibake"]
+
+
 def test_numbers_are_scored_for_human_translations_not_rejected():
     r = translation("Prices rose by 12 percent in 2019.", "Bei zilipanda kwa asilimia kumi na mbili mwaka 2019.")
     assert verdicts([r]) == [None]

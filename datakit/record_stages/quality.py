@@ -102,6 +102,16 @@ def redact(messages: list[dict]) -> int:
     return found
 
 
+def mojibake(text: str) -> bool:
+    """Whether a line of the text decodes back as mojibake (UTF-8 read as Latin-1 and the like).
+
+    Only text ftfy can decode back counts (its `badness` heuristic alone flags legitimate quotes
+    next to accented letters), and line by line: over a whole document ftfy also takes a capital
+    Ã before a space for a mangled "à", which an Ewe heading in capitals ("TAKPEKPEGÃ LE
+    GBEƑÃ") legitimately has; real mojibake shows within its own line."""
+    return any(ftfy.fix_encoding(line) != line for line in text.split("\n"))
+
+
 class Quality(RecordStage):
     name = "quality"
 
@@ -130,9 +140,7 @@ class Quality(RecordStage):
             if reason:
                 return reason
         text = "\n".join(m["content"] for m in answers)
-        # Only text that ftfy can decode back (UTF-8 read as Latin-1 and the like) is mojibake; its
-        # `badness` heuristic alone flags legitimate quotes next to accented letters.
-        if ftfy.fix_encoding(text) != text:
+        if mojibake(text):
             scores["mojibake"] = True
             return "mojibake"
         if text.count("```") % 2:
