@@ -42,3 +42,20 @@ def test_partitions_are_line_ranges_that_cover_each_file_once(corpus):
     assert [(p.params["start"], p.params["count"]) for p in parts] == [(0, 500), (500, 500), (1000, 500), (1500, 497)]
     lines = [row.loc["line"] for p in parts for row in adapter_for(source).read(source, p, ctx)]
     assert lines == list(range(1, 1998))
+
+
+def test_udhr_articles_marked_missing_are_read_errors_not_translations(corpus):
+    # Some complete-stage UDHR files still write "[missing]" for a paragraph they lack (Luganda has
+    # seven): such an article does not translate the whole pivot article.
+    from datakit.sources.base import RawError, RawRow
+    from datakit.sources.parallel import UDHR_MISSING
+
+    recipe = load_recipe(pipeline_path("local.yaml"))
+    source = next(s for s in recipe.sources if s.name == "udhr")
+    ctx = ReadContext(corpus, None, None, frozenset({"lug_Latn", "bam_Latn", "eng_Latn", "zho_Hans"}), tuple(recipe.pivots))
+    adapter = adapter_for(source)
+    items = [item for part in adapter.partitions(source, ctx) for item in adapter.read(source, part, ctx)]
+    missing = [i for i in items if isinstance(i, RawError) and i.reason == "missing_text"]
+    rows = [i for i in items if isinstance(i, RawRow)]
+    assert missing and all(UDHR_MISSING in i.raw for i in missing)
+    assert rows and not any(UDHR_MISSING in text for r in rows for text in r.example.texts.values())

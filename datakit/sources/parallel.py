@@ -319,6 +319,11 @@ def _udhr_index(root: Path) -> list[UdhrFile]:
 LIST_MARKER = re.compile(r"^[-\u2010-\u2015\u2022\u2043\u00b7*]+\s*")
 
 
+# What the UDHR files write where a translation lacks a paragraph: such an article is not a
+# translation of the whole pivot article (and "[missing]" is no text to learn).
+UDHR_MISSING = "[missing]"
+
+
 @functools.lru_cache(maxsize=8)
 def udhr_articles(path: Path) -> dict[int, str]:
     """Article number -> text (paragraphs, list items in order, one per line, without list markers);
@@ -400,6 +405,10 @@ class UdhrXml:
             return
         pivots = {code: udhr_articles(root / f"udhr_{key}.xml") for code, key in p["pivots"].items()}
         for n in numbers:
+            if UDHR_MISSING in articles[n]:
+                yield RawError({"file": rel, "article": n}, "missing_text", articles[n], p["code"],
+                               "the file marks part of this article [missing]: not a translation of the whole article")
+                continue
             texts = {p["code"]: articles[n]}
-            texts.update({code: arts[n] for code, arts in pivots.items() if n in arts})
+            texts.update({code: arts[n] for code, arts in pivots.items() if n in arts and UDHR_MISSING not in arts[n]})
             yield RawRow({"file": rel, "article": n}, Parallel(p["code"], texts, "document"))
