@@ -5,6 +5,11 @@ above which a prediction of another language would reject at most `--max-reject`
 text. The result (`langdata/lid_thresholds.tsv` for the default model) is what the lid stage uses;
 run it again for another model and give the file in the recipe (filters.lid.thresholds).
 
+The second opinion (CLD2) is calibrated the same way, on the same text, into the file beside it
+(`lid_thresholds.cld2.tsv`), with one more column: for which languages it is asked always (the
+first model reads them weakly, or reads other languages as them) and for which only when the
+first model is not sure.
+
     python -m datakit.calibrate_lid --data-dir ../shared/corpus [--model PATH] [--out FILE]
 """
 
@@ -16,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datakit.langid import LangId, group_of
+from datakit.langid import NEVER, LangId, Prediction, group_of, second_opinion_file
+from datakit.langid_cld2 import Cld2Id
 from datakit.models import resolve_lid_model
 from datakit.recipe import load_recipe
 from datakit.record_stages.lid import prose
@@ -24,7 +30,12 @@ from datakit.resources import pipeline_path
 from datakit.sources import adapter_for
 from datakit.sources.base import Parallel, RawRow, ReadContext
 
-FLOOR, NEVER = 0.3, 1.01
+FLOOR = 0.3  # the general threshold for another language
+SURE, WEAK = 0.9, 0.9  # see consult_levels
+# The second opinion's clean-text budget. It rejects only texts the first model did not (and, where the
+# first has no label for the language, overrules its rejections when it reads the text as the language):
+# on held-out NTREX lines both together reject under 1% of clean text (bench/eval_lid.py).
+SECOND_MAX_REJECT = 0.01
 
 
 def clean_texts(data_dir: Path) -> dict[str, list[str]]:
@@ -53,7 +64,16 @@ def _above_all_but(values: np.ndarray, share: float) -> float:
     return round(q + 0.01, 3)
 
 
-def calibrate(lid: LangId, texts: dict[str, list[str]], max_reject: float) -> list[tuple]:
+Predictions = dict[str, list[Prediction]]  # language -> its clean texts' predictions
+
+
+def predict_all(lid: LangId | Cld2Id, texts: dict[str, list[str]]) -> Predictions:
+    """Every language's clean text read by a model, against that language."""
+    return {code: lid.predict([prose(t) for t in items], [code] * len(items)) for code, items in sorted(texts.items())}
+
+
+def calibrate(lid: LangId | Cld2Id, texts: dict[str, list[str]], max_reject: float, preds: Predictions | None = None,
+              first: Predictions | None = None) -> list[tuple]:
     """Per language: (code, texts, top-1 rate, threshold for any other language, floor for the expected
     language, {other language: its own threshold}).
 
@@ -61,17 +81,21 @@ def calibrate(lid: LangId, texts: dict[str, list[str]], max_reject: float) -> li
     Galician as Portuguese): such an M gets a threshold of its own, above what clean L text reaches.
     A language that clean L text is never read as keeps the general threshold. The expected-language
     floor and the thresholds each reject at most max_reject / 2 of the clean text.
+
+    A second opinion's floor (with `first`, the first model's predictions of the same text) is on the
+    larger of the two models' P(expected language): a text is rejected when neither model reads it as
+    the language. Two models err on different texts, so clean text rarely fails both.
     """
+    preds = preds if preds is not None else predict_all(lid, texts)
     rows = []
     share = max_reject / 2
     for code, items in sorted(texts.items()):
-        preds = lid.predict([prose(t) for t in items], [code] * len(items))
         group = group_of(code.split("_")[0])
         others: dict[str, list[float]] = defaultdict(list)
-        for p in preds:
+        for p in preds[code]:
             if p.label and p.label.split("_")[0] not in group:
                 others[p.label].append(p.prob - p.expected_prob)
-        right = float(np.mean([p.label is not None and p.label.split("_")[0] in group for p in preds]))
+        right = float(np.mean([p.label is not None and p.label.split("_")[0] in group for p in preds[code]]))
         pair = {}
         # The rejections clean text may suffer (share of it) are spread over the languages it is read as.
         allowed = share * len(items) / max(1, sum(len(v) for v in others.values()))
@@ -79,20 +103,52 @@ def calibrate(lid: LangId, texts: dict[str, list[str]], max_reject: float) -> li
             tau = FLOOR if allowed >= 1 else max(FLOOR, _above_all_but(np.array(probs), allowed))
             if tau > FLOOR:
                 pair[other] = NEVER if tau > 0.99 else tau
-        expected = np.array([p.expected_prob for p in preds])
+        expected = np.array([p.expected_prob for p in preds[code]])
+        if first is not None:
+            expected = np.maximum(expected, [p.expected_prob for p in first[code]])
         low = float(np.quantile(expected, share)) if len(items) * share >= 1 else float(expected.min(initial=0.0))
         floor = max(0.0, round(low - 0.01, 3)) if lid.supports(code) else 0.0
         rows.append((code, len(items), right, FLOOR, floor, pair))
     return rows
 
 
+def consult_levels(first: LangId, rows: list[tuple]) -> dict[str, float]:
+    """When the second opinion is asked for each language: always (NEVER) where the first model reads the
+    language weakly (top-1 under WEAK on its clean text) or has no label for it; elsewhere only when the
+    first model's P(expected language) is under SURE. (Asking it for every text of the other languages
+    too catches 3 more of 7,115 same-script plants in bench/eval_lid.py, at twice the calls.)"""
+    return {code: NEVER if right < WEAK or not first.supports(code) else SURE for code, _, right, *_ in rows}
+
+
+def calibrate_with_second(first: LangId, second: Cld2Id | None, texts: dict[str, list[str]], max_reject: float,
+                          second_max_reject: float | None = None) -> tuple[list[tuple], list[tuple]]:
+    """Rows for the first model and, each calibrated on its own clean-text budget (the same unless
+    `second_max_reject` is given), for the second opinion (with `consult_levels` as a seventh column)."""
+    first_preds = predict_all(first, texts)
+    rows = calibrate(first, texts, max_reject, first_preds)
+    if second is None:
+        return rows, []
+    consult = consult_levels(first, rows)
+    return rows, [(*row, consult[row[0]]) for row in calibrate(second, texts, second_max_reject or max_reject, first=first_preds)]
+
+
 def write_thresholds(rows: list[tuple], path: str, note: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write("# code\tclean texts\ttop-1 in group\tthreshold for another language\tfloor for the expected language"
-                "\tthresholds for the other languages clean text is read as (1.01 = never)\n")
+                "\tthresholds for the other languages clean text is read as (1.01 = never)"
+                + ("\tasked when the first model's P(expected) is under this (1.01 = always)" if rows and len(rows[0]) > 6 else "")
+                + "\n")
         f.write(f"# {note}\n")
-        for code, n, right, tau, floor, pair in rows:
-            f.write(f"{code}\t{n}\t{right:.3f}\t{tau}\t{floor}\t{','.join(f'{k}={v}' for k, v in pair.items())}\n")
+        for code, n, right, tau, floor, pair, *consult in rows:
+            f.write(f"{code}\t{n}\t{right:.3f}\t{tau}\t{floor}\t{','.join(f'{k}={v}' for k, v in pair.items())}"
+                    + "".join(f"\t{c}" for c in consult) + "\n")
+
+
+def write_calibration(rows: list[tuple], second_rows: list[tuple], path: str, note: str) -> None:
+    """The first model's thresholds at `path`, the second opinion's beside it (see langid.second_opinion_file)."""
+    write_thresholds(rows, path, note)
+    if second_rows:
+        write_thresholds(second_rows, second_opinion_file(path), f"second opinion: CLD2 (pycld2); {note}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,12 +157,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--max-reject", type=float, default=0.005)
     ap.add_argument("--out", default=str(Path(__file__).parent / "langdata" / "lid_thresholds.tsv"))
+    ap.add_argument("--second-max-reject", type=float, default=SECOND_MAX_REJECT)
+    ap.add_argument("--no-second", action="store_true", help="calibrate no second opinion (CLD2)")
     args = ap.parse_args(argv)
     lid = LangId(str(resolve_lid_model(args.model)))
-    rows = calibrate(lid, clean_texts(Path(args.data_dir)), args.max_reject)
-    write_thresholds(rows, args.out, f"model: {args.model or 'default (lid.176.ftz)'}; at most {args.max_reject:.1%} of clean "
-                     f"text rejected; general threshold {FLOOR}")
-    print(f"{len(rows)} languages calibrated; {sum(len(r[5]) for r in rows)} language pairs with a threshold of their own")
+    rows, second_rows = calibrate_with_second(lid, None if args.no_second else Cld2Id(), clean_texts(Path(args.data_dir)),
+                                              args.max_reject, args.second_max_reject)
+    write_calibration(rows, second_rows, args.out, f"model: {args.model or 'default (lid.176.ftz)'}; at most "
+                      f"{args.max_reject:.1%} of clean text rejected (the second opinion: {args.second_max_reject:.1%}); "
+                      f"general threshold {FLOOR}")
+    print(f"{len(rows)} languages calibrated; {sum(len(r[5]) for r in rows)} language pairs with a threshold of their own"
+          + (f"; second opinion asked always for {sum(r[6] >= NEVER for r in second_rows)} languages" if second_rows else ""))
 
 
 if __name__ == "__main__":

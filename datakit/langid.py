@@ -10,7 +10,8 @@ Latin-script text can be.
 Whether a prediction is confident enough to call a record mislabelled depends on the language:
 per-language thresholds, calibrated on clean reference translations (NTREX-128 and the UDHR) so
 that at most about half a percent of clean text would be rejected, ship in
-`langdata/lid_thresholds.tsv` (see datakit/calibrate_lid.py).
+`langdata/lid_thresholds.tsv` (see datakit/calibrate_lid.py). A second opinion (CLD2,
+datakit/langid_cld2.py) has its own beside it (`lid_thresholds.cld2.tsv`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from importlib import resources
+from typing import NamedTuple
 
 from datakit import languages
 from datakit.errors import UnknownLanguageError
 from datakit.models import load_fasttext
 from datakit.scripts import dominant_script, scripts_agree
+
+NEVER = 1.01  # a threshold no probability reaches
 
 
 @functools.cache
@@ -43,15 +47,27 @@ def group_of(iso: str) -> frozenset[str]:
     return confusable_groups().get(iso, frozenset([iso]))
 
 
+@functools.cache
+def code_group(code: str) -> frozenset[str]:
+    """The confusable group of a contract code's language (`srp_Latn` -> {bos, hrv, srp, cnr}), once per code."""
+    return group_of(code.split("_")[0])
+
+
+def in_group(label: str, code: str) -> bool:
+    """Whether a predicted contract code is the expected one's language or in its confusable group."""
+    return label == code or label[: label.index("_")] in code_group(code)
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """When a language's field is rejected: another language predicted more likely than the expected
     one by `other` or more (or by its own entry in `pairs`), or the expected language's probability
-    under `floor`."""
+    under `floor`. A second opinion's thresholds also say when it is asked (`consult`)."""
 
     other: float
     floor: float = 0.0
     pairs: tuple[tuple[str, float], ...] = ()
+    consult: float = NEVER  # a second opinion: asked when the first model's P(expected) is under this
 
     def for_label(self, label: str) -> float:
         return dict(self.pairs).get(label, self.other)
@@ -65,19 +81,25 @@ def read_thresholds(text: str) -> dict[str, Thresholds]:
             fields = line.split("\t")
             floor = float(fields[4]) if len(fields) > 4 else 0.0
             pairs = tuple((k, float(v)) for k, v in (p.split("=") for p in fields[5].split(",") if p)) if len(fields) > 5 else ()
-            out[fields[0]] = Thresholds(float(fields[3]), floor, pairs)
+            consult = float(fields[6]) if len(fields) > 6 else NEVER
+            out[fields[0]] = Thresholds(float(fields[3]), floor, pairs, consult)
     return out
 
 
 @functools.cache
-def calibrated_thresholds() -> dict[str, Thresholds]:
-    """The shipped per-language thresholds, calibrated for the default model (lid.176.ftz)."""
-    path = resources.files("datakit.langdata").joinpath("lid_thresholds.tsv")
+def calibrated_thresholds(name: str = "lid_thresholds.tsv") -> dict[str, Thresholds]:
+    """The shipped per-language thresholds, calibrated for the default model (lid.176.ftz), or with
+    `second_opinion_file(...)` for CLD2 beside it."""
+    path = resources.files("datakit.langdata").joinpath(name)
     return read_thresholds(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-@dataclass(frozen=True)
-class Prediction:
+def second_opinion_file(path: str) -> str:
+    """Where the second opinion's thresholds for a thresholds file are: beside it (`x.tsv` -> `x.cld2.tsv`)."""
+    return path.removesuffix(".tsv") + ".cld2.tsv"
+
+
+class Prediction(NamedTuple):  # a tuple: one is made per text, and a frozen dataclass costs 3x as much
     label: str | None       # best prediction consistent with the text's script (contract code), or None
     prob: float             # its probability
     expected_prob: float    # total probability of the expected language's group
@@ -85,6 +107,10 @@ class Prediction:
 
 
 class LangId:
+    """A fastText LID model (lid.176, GlotLID, ...) whose labels are read as contract codes."""
+
+    name = "fasttext"
+
     def __init__(self, model_path: str, k: int = 5):
         self.model = load_fasttext(model_path)
         self.k = k
@@ -98,39 +124,57 @@ class LangId:
         # label -> (code, iso, script), worked out once, not per prediction
         self.parts = {raw: (code, *code.split("_")) for raw, code in zip(self.model.get_labels(), self.codes, strict=True) if code}
         self.known_isos = {c.split("_")[0] for c in self.codes if c}
+        self._member_labels: dict[str, frozenset[str]] = {}
 
     def supports(self, code: str) -> bool:
         """Whether the model has a label for the language (or for a language of its confusable group)."""
         return bool(group_of(code.split("_")[0]) & self.known_isos)
 
     def predict(self, texts: list[str], expected: list[str]) -> list[Prediction]:
-        """One batched call for all texts (single lines: see stages.lid.prose); each compared with its
-        expected language."""
-        labels, probs = self.model.predict(texts, k=self.k)
-        out = []
-        parts = self.parts
-        unknown = object()
-        for text, labs, ps, exp in zip(texts, labels, probs, expected, strict=True):
-            script = unknown  # the text's script is looked at only when another language is named
-            group = group_of(exp.split("_")[0])
-            best, best_p, exp_p = None, 0.0, 0.0
-            for lab, p in zip(labs, ps.tolist(), strict=True):
-                found = parts.get(lab)
-                if found is None:
-                    continue
-                code, iso, lab_script = found
-                if iso in group:
-                    exp_p += p
-                    if best is None:
-                        best, best_p = exp, p
-                    continue
-                if best is not None:
-                    continue
-                if script is unknown:
-                    script = dominant_script(text)
-                if lab_script == "Jpan" and script != "Jpan":
-                    continue  # Japanese prose has kana; Han text without any is Chinese (lid.176 says otherwise)
-                if script is None or scripts_agree(lab_script, script):
-                    best, best_p = code, p
-            out.append(Prediction(best, float(best_p), float(exp_p), None if script is unknown else script))
-        return out
+        """One batched call for all distinct texts (single lines: see stages.lid.prose); each text
+        compared with its expected language. A text that recurs (a translation's source is the answer
+        of the opposite direction) is predicted once."""
+        index: dict[str, int] = {}
+        for text in texts:
+            index.setdefault(text, len(index))
+        labels, probs = self.model.predict(list(index), k=self.k)
+        return [self._read(text, labels[i], probs[i], exp) for text, exp in zip(texts, expected, strict=True)
+                for i in (index[text],)]
+
+    def _members(self, exp: str) -> frozenset[str]:
+        """The model's raw labels in the expected language's group, worked out once per language."""
+        found = self._member_labels.get(exp)
+        if found is None:
+            group = code_group(exp)
+            found = self._member_labels[exp] = frozenset(raw for raw, (_, iso, _) in self.parts.items() if iso in group)
+        return found
+
+    def _read(self, text: str, labs, ps, exp: str) -> Prediction:
+        """One text's top-k labels as a Prediction against its expected language: the first label that is
+        the expected language's group or another language consistent with the text's script."""
+        members = self._members(exp)
+        probs = ps.tolist()
+        exp_p = 0.0
+        for lab, p in zip(labs, probs, strict=True):
+            if lab in members:
+                exp_p += p
+        if labs[0] in members:  # the usual case: no script needed
+            return Prediction(exp, probs[0], exp_p, None)
+        script: object = _UNKNOWN  # the text's script is looked at only when another language is named
+        for lab, p in zip(labs, probs, strict=True):
+            if lab in members:
+                return Prediction(exp, p, exp_p, None if script is _UNKNOWN else script)  # type: ignore[arg-type]
+            found = self.parts.get(lab)
+            if found is None:
+                continue
+            code, _, lab_script = found
+            if script is _UNKNOWN:
+                script = dominant_script(text)
+            if lab_script == "Jpan" and script != "Jpan":
+                continue  # Japanese prose has kana; Han text without any is Chinese (lid.176 says otherwise)
+            if script is None or scripts_agree(lab_script, script):
+                return Prediction(code, p, exp_p, script)  # type: ignore[arg-type]
+        return Prediction(None, 0.0, exp_p, None if script is _UNKNOWN else script)  # type: ignore[arg-type]
+
+
+_UNKNOWN = object()

@@ -1,0 +1,108 @@
+"""CLD2 (Chromium's Compact Language Detector 2, through pycld2) as language ID's second opinion.
+
+lid.176 has no label for many of the languages datakit builds (Zulu, Hausa, Yoruba, Samoan, ...)
+and reads others weakly (Galician as Portuguese, Malagasy, Somali): below any threshold that keeps
+clean text, it cannot tell a Xhosa sentence labelled Zulu, or a Galician one labelled Portuguese.
+CLD2 knows about 160 languages, most of those among them, ships inside its wheel (no download) and
+reads a sentence in about a tenth of fastText's time. The lid stage asks it only where fastText is
+not sure or is known to read other languages as the expected one (see `consult` in
+`langdata/lid_cld2_thresholds.tsv`, written by datakit/calibrate_lid.py).
+
+CLD2 gives, per text, up to three languages with the share of the text in each (percent); the share
+stands in for a probability. Its labels are ISO 639-1 codes without a script where one language is
+written in several (`sr`, `ku`): the text's own script completes them.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import regex
+
+from datakit import languages
+from datakit.errors import DatakitError, UnknownLanguageError
+from datakit.langid import Prediction, code_group, group_of
+from datakit.scripts import dominant_script, scripts_agree
+
+# CLD2 labels whose language is another one in some script (CLD2's `ku` in Arabic script is Sorani).
+_IN_SCRIPT = {("ku", "Arab"): "ckb_Arab"}
+# Characters CLD2 refuses as invalid UTF-8 (controls other than tab and line breaks, lone surrogates).
+_REFUSED = regex.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\p{Cs}]")
+
+
+@functools.cache
+def _pycld2():
+    try:
+        import pycld2
+    except ImportError:
+        raise DatakitError("language ID's second opinion needs pycld2 (`pip install pycld2`); "
+                           "or set filters.lid.thresholds to none") from None
+    return pycld2
+
+
+class Cld2Id:
+    """CLD2 behind the same interface as `langid.LangId`: `predict(texts, expected)` and `supports`."""
+
+    name = "cld2"
+
+    def __init__(self) -> None:
+        self.cld2 = _pycld2()
+        self.tags: dict[str, tuple[str, str, str] | None] = {}  # CLD2 tag -> (code, iso, script)
+        detected = set(self.cld2.DETECTED_LANGUAGES)  # LANGUAGES also lists names CLD2 never answers
+        for name, tag in self.cld2.LANGUAGES:
+            if name not in detected:
+                continue
+            try:
+                code = languages.code(tag)
+            except UnknownLanguageError:
+                continue
+            self.tags[tag] = (code, *code.split("_"))  # type: ignore[assignment]
+        self.known_isos = {parts[1] for parts in self.tags.values() if parts}
+
+    def supports(self, code: str) -> bool:
+        """Whether CLD2 has a label for the language (or for a language of its confusable group)."""
+        return bool(group_of(code.split("_")[0]) & self.known_isos)
+
+    def details(self, text: str) -> tuple:
+        """CLD2's (name, tag, percent, score) for its three likeliest languages; none for text it refuses."""
+        try:
+            return self.cld2.detect(text, isPlainText=True, bestEffort=True)[2]
+        except (self.cld2.error, UnicodeEncodeError):
+            try:
+                return self.cld2.detect(_REFUSED.sub(" ", text), isPlainText=True, bestEffort=True)[2]
+            except (self.cld2.error, UnicodeEncodeError):
+                return ()
+
+    def predict(self, texts: list[str], expected: list[str]) -> list[Prediction]:
+        """Each text against its expected language (CLD2 reads one text per call; a recurring text once)."""
+        seen: dict[str, tuple] = {}
+        out = []
+        for text, exp in zip(texts, expected, strict=True):
+            found = seen.get(text)
+            if found is None:
+                found = seen[text] = self.details(text)
+            out.append(self._read(text, found, exp))
+        return out
+
+    def _read(self, text: str, details: tuple, exp: str) -> Prediction:
+        group = code_group(exp)
+        best, best_p, exp_p, script = None, 0.0, 0.0, None
+        for _, tag, percent, _ in details:
+            parts = self.tags.get(tag)
+            if parts is None or not percent:
+                continue
+            code, iso, lab_script = parts
+            if iso not in group:
+                script = script or dominant_script(text)
+                if script is not None and not scripts_agree(lab_script, script):
+                    # CLD2 names a language, not a script: Serbian or Kurdish in the text's own script.
+                    code = _IN_SCRIPT.get((tag, script)) or f"{iso}_{script}"
+                    iso = code.split("_")[0]
+            p = percent / 100
+            if iso in group:
+                exp_p += p
+                if best is None:
+                    best, best_p = exp, p
+            elif best is None:
+                best, best_p = code, p
+        return Prediction(best, best_p, exp_p, script)
