@@ -361,7 +361,7 @@ def run_partitions(engine: Engine, jobs: list[PartitionJob], label: str = "prepa
     """Partition tasks: as datakit's steps in a datatrove pipeline on the datatrove engine, as plain
     tasks elsewhere (the same files either way)."""
     if isinstance(engine, DatatroveEngine):
-        return engine.run_pipeline(label, jobs, lambda results: partition_pipeline(jobs, results))
+        return engine.run_pipeline(label, jobs, partition_pipeline)
     return engine.map(process_partition, jobs, label)
 
 

@@ -3,43 +3,49 @@
     [ReadAndConstruct, RecordStep(normalise), RecordStep(length), ..., WriteRecords]
 
 Each step is a datatrove PipelineStep over Documents (the record rides in `metadata["record"]`,
-its text in `text`), so datatrove's own filters and writers can be put between them; records
-rejected by a step are written with the stage and reason, as in every datakit run. The steps
-share one `PartitionRun` per rank (datatrove pickles a pipeline as a whole, so they hold the same
-object), which writes exactly the files the Dask task writes: output bytes do not depend on the
-engine. `datakit.engine.datatrove.DatatroveEngine.run_pipeline` runs it.
+its text in `text`, the index of its partition job in `metadata["partition"]`), so datatrove's own
+filters and writers can be put between them; records rejected by a step are written with the
+stage and reason, as in every datakit run. A rank runs its share of the partitions one after the
+other (`RankJobs.load(rank)`), so a worker sets up once per rank, not once per partition. The steps
+share one `Shared` per rank (datatrove pickles a pipeline as a whole, so they hold the same
+object), whose `PartitionRun`s write exactly the files the Dask task writes: output bytes do not
+depend on the engine. `datakit.engine.datatrove.DatatroveEngine.run_pipeline` runs it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from datakit.engine.datatrove import save_result
-from datakit.partition import BATCH_ROWS, PartitionJob, PartitionRun
+from datakit.engine.datatrove import RankJobs, save_result
+from datakit.partition import BATCH_ROWS, PartitionJob, PartitionResult, PartitionRun
 from datakit.record_stages.order import enabled_stages
 
 
 class Shared:
-    """What the steps of one rank share: the jobs (by rank) and the running partition."""
+    """What the steps of one rank share: its jobs and the partitions it has started, in job order."""
 
-    def __init__(self, jobs: Sequence[PartitionJob]):
-        self.jobs = list(jobs)
-        self.run: PartitionRun | None = None
-        self.skip = False
+    def __init__(self, jobs: RankJobs):
+        self.jobs = jobs
+        self.runs: dict[int, PartitionRun] = {}  # job index -> its run, in the order they were started
+        self.done: dict[int, PartitionResult] = {}  # job index -> result, for partitions an earlier run finished
+        self.finished: set[int] = set()
 
 
-def _document(record: dict) -> Document:
-    text = "\n".join(m["content"] for m in record["messages"])
-    return Document(text=text, id=f"{record['source']}:{json.dumps(record['meta'].get('line', record['meta'].get('index', '')))}",
-                    metadata={"record": record})
+def _text(record: dict) -> str:
+    return "\n".join([m["content"] for m in record["messages"]])
+
+
+def _document(record: dict, partition: int) -> Document:
+    return Document(text=_text(record), id=f"{record['source']}:{json.dumps(record['meta'].get('line', record['meta'].get('index', '')))}",
+                    metadata={"record": record, "partition": partition})
 
 
 class ReadAndConstruct(PipelineStep):
-    """Reads this rank's partition and yields its constructed records as Documents."""
+    """Reads this rank's partitions, one after the other, and yields their constructed records as Documents."""
 
     name = "datakit read + construct"
     type = "📖 - READER"
@@ -49,24 +55,28 @@ class ReadAndConstruct(PipelineStep):
         self.shared = shared
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        run = PartitionRun(self.shared.jobs[rank])
-        self.shared.run, self.shared.skip = run, run.done() is not None
-        if self.shared.skip:  # finished by an earlier run: nothing to redo
-            return
-        run.start()
-        for records in run.constructed():
-            for record in records:
-                self.stat_update("constructed")
-                yield _document(record)
+        for index, job in self.shared.jobs.load(rank):
+            run = PartitionRun(job)
+            self.shared.runs[index] = run
+            done = run.done()
+            if done is not None:  # finished by an earlier run: nothing to redo
+                self.shared.done[index] = done
+                continue
+            run.start()
+            for records in run.constructed():
+                self.stat_update("constructed", value=len(records))
+                for record in records:
+                    yield _document(record, index)
 
 
 def _batches(data: DocumentsPipeline, size: int) -> Iterator[list[Document]]:
-    batch = []
+    """Batches of at most `size` documents, all of one partition (a stage is applied within its partition's run)."""
+    batch: list[Document] = []
     for doc in data:
-        batch.append(doc)
-        if len(batch) >= size:
+        if batch and (len(batch) >= size or doc.metadata["partition"] != batch[0].metadata["partition"]):
             yield batch
             batch = []
+        batch.append(doc)
     if batch:
         yield batch
 
@@ -84,19 +94,29 @@ class RecordStep(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data is None:
             return
-        stage = None
         for batch in _batches(data, BATCH_ROWS):
-            run = self.shared.run  # set up by ReadAndConstruct once the first document is pulled
-            stage = stage or run.stages[self.index]
-            kept = run.apply(stage, [d.metadata["record"] for d in batch])
+            partition = batch[0].metadata["partition"]
+            run = self.shared.runs[partition]  # started by ReadAndConstruct before its first document came
+            kept = run.apply(run.stages[self.index], [d.metadata["record"] for d in batch])
             self.stat_update("kept", value=len(kept))
             self.stat_update("rejected", value=len(batch) - len(kept))
+            # A stage changes a record in place (normalise): its document goes on, with the text redone.
+            docs = {id(d.metadata["record"]): d for d in batch}
             for record in kept:
-                yield _document(record)
+                doc = docs.get(id(record))
+                if doc is None:
+                    yield _document(record, partition)
+                else:
+                    doc.text = _text(record)
+                    yield doc
 
 
 class WriteRecords(PipelineStep):
-    """Writes the surviving records to the partition's work file and marks the partition done."""
+    """Writes the surviving records to each partition's work file and marks the partition done.
+
+    The steps are lazy generators, in order: once a document of a later partition arrives here,
+    every document of the partitions before it has passed every step, so those are finished then
+    (also those that kept no record), and the rest once the stream ends."""
 
     name = "datakit work file"
     type = "💽 - WRITER"
@@ -106,24 +126,35 @@ class WriteRecords(PipelineStep):
         self.shared, self.results = shared, results
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        # The steps are lazy generators: the partition is set up only once the first document is pulled.
         try:
             for batch in _batches(data or [], BATCH_ROWS):
-                self.shared.run.keep([d.metadata["record"] for d in batch])
-            run = self.shared.run
-            result = run.done() if self.shared.skip else run.finish()
+                partition = batch[0].metadata["partition"]
+                self._finish(before=partition)
+                self.shared.runs[partition].keep([d.metadata["record"] for d in batch])
+            self._finish(before=None)
         except BaseException as e:
-            if self.shared.run is not None:
-                self.shared.run.abort(e)
+            for index, run in self.shared.runs.items():
+                if index not in self.shared.finished:
+                    run.abort(e)
             raise
-        save_result(self.results, rank, result)
         return
         yield
 
+    def _finish(self, before: int | None) -> None:
+        """Finish, in order, the started partitions up to `before` (None: all of them)."""
+        shared = self.shared
+        for index, run in shared.runs.items():
+            if index == before:
+                return
+            if index not in shared.finished:
+                save_result(self.results, index, shared.done[index] if index in shared.done else run.finish())
+                shared.finished.add(index)
 
-def partition_pipeline(jobs: Sequence[PartitionJob], results: str) -> list[PipelineStep]:
-    """The partition tasks as one datatrove pipeline over `jobs` (rank r runs jobs[r]); each rank
-    saves its `PartitionResult` in `results` (what `DatatroveEngine.run_pipeline` reads back)."""
+
+def partition_pipeline(jobs: RankJobs, results: str) -> list[PipelineStep]:
+    """The partition tasks as one datatrove pipeline: rank r runs the jobs of `jobs.load(r)` and saves
+    each job's `PartitionResult` in `results` (what `DatatroveEngine.run_pipeline` reads back)."""
     shared = Shared(jobs)
-    names = [spec.name for spec in enabled_stages(jobs[0].recipe)]
+    first: PartitionJob = jobs.load(0)[0][1]
+    names = [spec.name for spec in enabled_stages(first.recipe)]
     return [ReadAndConstruct(shared), *(RecordStep(shared, i, n) for i, n in enumerate(names)), WriteRecords(shared, results)]
