@@ -49,7 +49,8 @@ _TAG_OF: dict[str, str] = {}          # script -> tag (a private-use character)
 
 class _TagNames(dict):
     def __missing__(self, tag: str) -> str:
-        return next(script for script, t in _TAG_OF.items() if t == tag)
+        script = self[tag] = next(script for script, t in _TAG_OF.items() if t == tag)  # looked up once per tag
+        return script
 
 
 _SCRIPT_OF_TAG = _TagNames()
@@ -107,6 +108,8 @@ UNSPACED = frozenset({"Hani", "Hans", "Hant", "Jpan", "Thai", "Khmr", "Laoo", "M
 def mostly_unspaced(text: str, share: float = 0.3) -> bool:
     """Whether enough of the text's letters are in unspaced scripts that words cannot be split on
     spaces (a Chinese question naming Python and JavaScript still counts: each Han letter is a word)."""
+    if text.isascii():  # ASCII letters are all Latin: no need to count (most of an English corpus)
+        return False
     counts = script_counts(text)
     total = sum(counts.values())
     return bool(total) and sum(n for s, n in counts.items() if s in UNSPACED) >= share * total
