@@ -111,11 +111,6 @@ def signatures(shingle_sets: Sequence[Iterable[str]], params: MinHashParams) -> 
     return (out & np.uint32(0xFFFF)).astype(np.uint16)
 
 
-def signature(items: Iterable[str], params: MinHashParams) -> np.ndarray:
-    """MinHash of one set of shingles (`signatures` of one)."""
-    return signatures([items], params)[0]
-
-
 def bucket_key(record: Record) -> int:
     """Only records of the same task and languages (and scope: a QA passage) are compared."""
     scope = [record["task"], record.get("src_lang"), record.get("tgt_lang"), record["lang"], dedup_scope(record)]
