@@ -77,6 +77,14 @@ class Source(Strict):
     terms: Terms = "unknown"
     url: str | None = None
     join: Join | None = None  # bitext: complete pairs through a shared pivot sentence (see Join)
+    # bitext: the language keys of a multi-way row to read, each with the language it holds; the
+    # others are left out (ALT's `bg` is Bengali, not Bulgarian; its `en_tok` is no language)
+    tags: dict[str, LangCode] | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_codes(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        return None if v is None else {tag: _lang_code(code) for tag, code in v.items()}
 
     @field_validator("lang")
     @classmethod

@@ -49,6 +49,18 @@ def _udhr_lines(corpus: Path, code: str, n: int) -> list[str] | None:
     return None
 
 
+def has_text(corpus: Path, code: str, rows: int = 4) -> bool:
+    """Whether the mirror can give the language real text of its own (else its rows are English)."""
+    return bool(_ntrex_lines(corpus, code, rows) or _udhr_lines(corpus, code, rows))
+
+
+def recipe_languages(recipe) -> set[str]:
+    """The languages besides the hubs that the recipe's parallel sources name (configs, tags)."""
+    codes = {languages.code(tag) for s in recipe.sources if s.format == "bitext" for c in s.configs or [] for tag in c.split("-")}
+    codes |= {code for s in recipe.sources if s.tags for code in s.tags.values()}
+    return codes - set(recipe.pivots)
+
+
 def _readme(configs: dict[str, list[str]]) -> str:
     header = {"configs": [{"config_name": c, "data_files": [{"split": "train", "path": f"{c}/train-*"}]} for c in configs]}
     return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n\nMirror made by datakit's tests.\n"
@@ -72,6 +84,23 @@ def _parallel_repo(root: Path, corpus: Path, configs: list[str], rows: int, shar
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(table.slice(s * step, step), path)
     (root / "README.md").write_text(_readme({c: [] for c in configs}), encoding="utf-8")
+
+
+# ALT's keys and the languages they hold (`bg` is Bengali; `en_tok` is tokenised English).
+ALT_KEYS = {"bg": "ben_Beng", "en": "eng_Latn", "fil": "tgl_Latn", "hi": "hin_Deva", "id": "ind_Latn", "ja": "jpn_Jpan",
+            "khm": "khm_Khmr", "lo": "lao_Laoo", "ms": "zsm_Latn", "my": "mya_Mymr", "th": "tha_Thai", "vi": "vie_Latn", "zh": "zho_Hans"}
+
+
+def _alt_repo(root: Path, corpus: Path, rows: int) -> None:
+    texts = {key: _ntrex_lines(corpus, code, rows) for key, code in ALT_KEYS.items()}
+    missing = sorted(key for key, lines in texts.items() if not lines)
+    assert not missing, f"NTREX has no text for ALT keys {missing}"
+    texts["en_tok"] = [" ".join(line.replace(",", " ,").replace(".", " .").split()) for line in texts["en"]]
+    table = pa.table({"SNT.URLID": [str(80000 + i) for i in range(rows)], "SNT.URLID.SNTID": [str(i + 1) for i in range(rows)],
+                      "url": [f"http://en.wikinews.org/wiki/mirror_{i}" for i in range(rows)],
+                      "translation": [{key: texts[key][i] for key in sorted(texts)} for i in range(rows)]})
+    (root / "alt-parallel").mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, root / "alt-parallel" / "alt-train.parquet")
 
 
 def build_mirror(mirror: Path, corpus: Path, rows: int = 6) -> Path:
@@ -100,6 +129,8 @@ def build_mirror(mirror: Path, corpus: Path, rows: int = 6) -> Path:
             convs = [{"idx": str(i), "conversations": [{"from": "human", "value": r["instruction"]}, {"from": "gpt", "value": r["output"]}]}
                      for i, r in enumerate(alpaca_en[2 * rows : 3 * rows])]
             (root / "WizardLM_evol_instruct_V2_143k.json").write_text(json.dumps(convs, ensure_ascii=False), encoding="utf-8")
+        elif source.hub == "mutiyama/alt":  # the Parquet conversion: one multi-way file per split, no card
+            _alt_repo(root, corpus, rows)
         elif source.format == "bitext":
             _parallel_repo(root, corpus, source.configs, rows, shards=2 if source.hub == "Helsinki-NLP/un_pc" else 1)
         else:

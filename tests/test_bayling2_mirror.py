@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from contract import check_contract
-from hub_mirror import build_mirror
+from hub_mirror import build_mirror, has_text, recipe_languages
 
 from datakit.build import BuildOptions, run_build
+from datakit.recipe import load_recipe
+from datakit.resources import pipeline_path
 
 
 def test_full_recipe_builds_from_a_mirror_of_its_hub_datasets(corpus, tmp_path):
@@ -16,7 +18,8 @@ def test_full_recipe_builds_from_a_mirror_of_its_hub_datasets(corpus, tmp_path):
     stats = result.stats
     # Every source of the recipe contributes records, read through its real layout.
     assert {r["source"] for r in rows} == {"belle-2m", "alpaca-gpt4-zh", "openhermes-2.5", "alpaca-gpt4",
-                                           "wizardlm-evol-instruct", "opus-100", "news-commentary-zh", "un-pc-zh"}
+                                           "wizardlm-evol-instruct", "opus-100", "news-commentary-zh", "un-pc-zh",
+                                           "opus-infopankki", "alt-fil", "alt-lo"}
     assert {r["group"] for r in rows} == {"zh", "en", "cross_lingual"}
     assert len({r["lang"] for r in rows}) >= 90
     # OPUS pairs give both directions around English; News Commentary around Chinese.
@@ -39,7 +42,15 @@ def test_full_recipe_builds_from_a_mirror_of_its_hub_datasets(corpus, tmp_path):
             directions.setdefault(r["lang"], set()).add((r["src_lang"], r["tgt_lang"]))
     four = {lang for lang, d in directions.items()
             if {(lang, "eng_Latn"), ("eng_Latn", lang), (lang, "zho_Hans"), ("zho_Hans", lang)} <= d}
-    assert len(four) >= 90, len(four)
+    # The recipe names 100+ languages besides the hubs; every one the mirror could fill with real text
+    # (the shared corpus has none in a few, Aragonese say) gets all four directions.
+    named = recipe_languages(load_recipe(pipeline_path("bayling2.yaml")))
+    assert len(named) >= 100, len(named)
+    with_text = {code for code in named if has_text(corpus, code)}
+    assert len(with_text) >= 95 and with_text <= four, sorted(with_text - four)
+    # Somali, Filipino and Lao (not in OPUS-100) come with direct pairs around both hubs, none joined.
+    assert {"som_Latn", "tgl_Latn", "lao_Laoo"} <= four
+    assert not {"som_Latn", "tgl_Latn", "lao_Laoo"} & set(stats["joined"])
     joined = stats["joined"]
     assert "afr_Latn" in joined and "afr_Latn" in four
     assert all('"joined_through":"eng_Latn"' in r["meta"] for r in rows

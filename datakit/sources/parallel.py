@@ -224,13 +224,16 @@ class Bitext(RowAdapter):
             pair = row[cols["translation"]]
         else:
             pair = {k: v for k, v in row.items() if _is_language(k)}
+        if isinstance(pair, dict) and source.tags is not None:
+            pair = {tag: text for tag, text in pair.items() if tag in source.tags}
         if not isinstance(pair, dict) or len(pair) < 2:
             raise FieldError("missing_field" if not pair else "wrong_type",
-                             f"field {cols['translation']!r} (language code -> text), or two columns named by language codes")
+                             f"field {cols['translation']!r} (language code -> text), or two columns named by language codes"
+                             + (f", with at least two of the keys {sorted(source.tags)}" if source.tags else ""))
         texts = {}
         for tag, text in pair.items():
             try:
-                code = languages.code(tag)
+                code = source.tags[tag] if source.tags else languages.code(tag)
             except UnknownLanguageError as e:
                 raise FieldError("unknown_language", str(e)) from None
             if not isinstance(text, str):
