@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from datakit.record_stages.base import RecordStage, Rejection
 from datakit.record_stages.order import StageResources, record_stages, stage_names
 from datakit.records import Record, record_id, unparsed_record
 from datakit.sources import adapter_for
-from datakit.sources.base import FULL_BAND, Parallel, Partition, RawError, ReadContext, Unread
+from datakit.sources.base import FULL_BAND, Parallel, Partition, Passed, RawError, ReadContext, Unread
 from datakit.sources.join import JoinIndex
 from datakit.stats import StageStats
 from datakit.store import StageDir
@@ -101,7 +101,11 @@ class PartitionRun:
         lo, hi = job.partition.band
         batch = []
         started = time.perf_counter()
-        for item in adapter_for(source).read(source, job.partition, job.ctx):
+        ctx = job.ctx if (lo, hi) == FULL_BAND else replace(job.ctx, index_dir=str(self.stage_dir.file("_bands")))
+        for item in adapter_for(source).read(source, job.partition, ctx):
+            if isinstance(item, Passed):  # rows outside the band the adapter knew from its index
+                self.beyond += item.beyond
+                continue
             if (lo, hi) != FULL_BAND:  # reading by quota: only the rows whose position is in the band
                 position = job.partition.position(job.recipe.seed, item.loc)
                 if not lo <= position < hi:

@@ -68,3 +68,50 @@ def test_line_offsets_split_a_file_into_exact_line_ranges(tmp_path):
     for start_byte, start_line in marks:
         got += [v["n"] for _, v in files.iter_json_lines(p, start_byte, start_line, 10)]
     assert got == list(range(1, 26))
+
+
+def _bands_read(path, bands, index, start_byte=0, start_line=1, limit=None):
+    """Rows each band gives, and what it passed over: (rows, unread count, rows after the band)."""
+    from datakit.sources.base import Partition, Passed, RowBand, Unread
+
+    part = Partition("s", "k")
+    out = []
+    for lo, hi in bands:
+        band = RowBand(lo, hi, lambda loc: part.position(3, loc), index)
+        rows, unread, beyond = [], 0, 0
+        for item in files.iter_json_lines(path, start_byte, start_line, limit, band):
+            if isinstance(item, Passed):
+                unread, beyond = unread + item.count, beyond + item.beyond
+            elif isinstance(item, Unread):
+                unread += 1
+                beyond += part.position(3, item.loc) >= hi
+            elif not isinstance(item, RawError):
+                rows.append(item)
+            elif lo <= part.position(3, item.loc) < hi:  # a scan hands every unreadable line on; the task keeps its band's
+                rows.append((item.loc, item.reason, item.raw))
+            else:
+                unread, beyond = unread + 1, beyond + (part.position(3, item.loc) >= hi)
+        out.append((rows, unread, beyond))
+    return out
+
+
+def test_later_bands_read_from_the_index_exactly_what_a_scan_reads(tmp_path):
+    """The first band keeps the rows' positions in its index file; the later bands seek to their own
+    rows: the same rows, errors and counts as scanning the file for every band."""
+    lines = [json.dumps({"i": i, "t": "é" * (i % 4)}, ensure_ascii=False).encode() for i in range(3000)]
+    lines[0] = b"\xef\xbb\xbf" + lines[0]
+    lines[10], lines[20], lines[30], lines[40] = b"", b"   \t", b"\xff\xfe not utf-8", b'{"broken": '
+    lines[50] = "\u3000".encode()  # blank only once decoded: no row, as when scanning
+    p = tmp_path / "rows.jsonl"
+    p.write_bytes(b"\r\n".join(lines[:1500]) + b"\n" + b"\n".join(lines[1500:]))
+    bands = [(0, 1 << 29), (1 << 29, 3 << 30), (3 << 30, 1 << 32)]
+    index = tmp_path / "idx" / "rows.npz"
+    scanned = _bands_read(p, bands, None)
+    assert sum(len(rows) for rows, _, _ in scanned) == 2997  # 3000 lines, three of them blank
+    assert _bands_read(p, bands, index) == scanned and index.exists()
+    assert _bands_read(p, bands, index) == scanned  # from the kept index
+    # a line range of the file (a task's share) keeps an index of its own lines
+    marks = files.line_offsets(p, 1000)
+    start_byte, start_line = marks[1]
+    part_index = tmp_path / "idx" / "part.npz"
+    assert _bands_read(p, bands, part_index, start_byte, start_line, 1000) == _bands_read(p, bands, None, start_byte, start_line, 1000)

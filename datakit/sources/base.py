@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
@@ -134,6 +135,16 @@ class Unread:
     loc: dict[str, Any]
 
 
+@dataclass
+class Passed(Unread):
+    """Rows outside the band that an adapter passed over all at once, knowing their positions from
+    an index it kept when it first read the file: `count` rows, `beyond` of them after the band.
+    Later bands of a large file then cost the rows they read, not a scan of the file."""
+
+    count: int = 0
+    beyond: int = 0
+
+
 Item = RawRow | RawError | Unread
 
 
@@ -148,17 +159,31 @@ class ReadContext:
     pivots: tuple[str, ...]
     rows_per_task: int = 200_000
     seed: int = 0  # the recipe's seed: where a row falls in a partition's band (Partition.position)
+    index_dir: str | None = None  # where a task keeps the positions of a file's rows between its bands
 
-    def outside_band(self, partition: Partition) -> Callable[[dict[str, Any]], bool] | None:
-        """A test for rows the partition's band leaves out, so an adapter can pass them over before
+    def band(self, partition: Partition) -> RowBand | None:
+        """The rows the partition's band reads, so an adapter can pass over the others before
         parsing them; None for the full band."""
         if partition.band == FULL_BAND:
             return None
-        lo, hi = partition.band
-        return lambda loc: not lo <= partition.position(self.seed, loc) < hi
+        return RowBand(*partition.band, functools.partial(partition.position, self.seed))
 
     def selected(self, code: str) -> bool:
         return self.langs is None or code in self.langs
+
+
+@dataclass(frozen=True)
+class RowBand:
+    """A band of a partition's rows: those whose `position` (of their location) is in [lo, hi).
+    `index`: a file where the positions of the rows, once computed, are kept for the next band."""
+
+    lo: int
+    hi: int
+    position: Callable[[dict[str, Any]], int]
+    index: Path | None = None
+
+    def outside(self, loc: dict[str, Any]) -> bool:
+        return not self.lo <= self.position(loc) < self.hi
 
 
 class Adapter(Protocol):

@@ -13,16 +13,18 @@ import csv
 import functools
 import gzip
 import json
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import ijson
+import numpy as np
 import pyarrow.parquet as pq
 
 from datakit.errors import SourceError
-from datakit.sources.base import RawError, Unread
+from datakit.sources.base import Passed, RawError, RowBand, Unread
 
 BOM = b"\xef\xbb\xbf"
 ROW_SUFFIXES = (".jsonl", ".json", ".ndjson", ".parquet", ".csv", ".tsv")
@@ -49,29 +51,41 @@ class Line:
     text: str
 
 
-def iter_lines(path: Path, start_byte: int = 0, start_line: int = 1, limit: int | None = None) -> Iterator[Line | RawError]:
-    """Lines of a text file (1-based numbers), each decoded on its own."""
+def raw_lines(path: Path, start_byte: int = 0, start_line: int = 1, limit: int | None = None) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, byte offset, bytes without BOM and line end) of a file's lines (1-based numbers)."""
     with open_binary(path) as f:
         if start_byte:
             f.seek(start_byte)
+        offset = start_byte
         for number, raw in enumerate(f, start_line):
             if limit is not None and number - start_line >= limit:
                 return
-            if number == 1 and raw.startswith(BOM):
-                raw = raw[len(BOM) :]
-            if raw.endswith(b"\n"):
-                raw = raw[:-1]
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-            try:
-                yield Line(number, raw.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                yield RawError(
-                    {"file": str(path), "line": number},
-                    "invalid_utf8",
-                    raw.decode("utf-8", "replace"),
-                    detail=f"invalid UTF-8 at byte {e.start} of the line",
-                )
+            at, offset = offset, offset + len(raw)
+            yield number, at, _strip_line(raw, number)
+
+
+def _strip_line(raw: bytes, number: int) -> bytes:
+    if number == 1 and raw.startswith(BOM):
+        raw = raw[len(BOM) :]
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    return raw
+
+
+def iter_lines(path: Path, start_byte: int = 0, start_line: int = 1, limit: int | None = None) -> Iterator[Line | RawError]:
+    """Lines of a text file (1-based numbers), each decoded on its own."""
+    for number, _, raw in raw_lines(path, start_byte, start_line, limit):
+        yield _decode_line(path, number, raw)
+
+
+def _decode_line(path: Path, number: int, raw: bytes) -> Line | RawError:
+    try:
+        return Line(number, raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        return RawError({"file": str(path), "line": number}, "invalid_utf8", raw.decode("utf-8", "replace"),
+                        detail=f"invalid UTF-8 at byte {e.start} of the line")
 
 
 def count_lines(path: Path) -> int:
@@ -112,8 +126,13 @@ def _first_char(path: Path) -> bytes:
 
 
 def iter_json_lines(path: Path, start_byte: int = 0, start_line: int = 1, limit: int | None = None,
-                    outside: Callable[[dict], bool] | None = None) -> Iterator[tuple[dict, Any] | RawError | Unread]:
-    """Rows of a JSON Lines file; a row `outside` says to pass over is not parsed (an `Unread`)."""
+                    band: RowBand | None = None) -> Iterator[tuple[dict, Any] | RawError | Unread]:
+    """Rows of a JSON Lines file; a row outside the `band` is not parsed (an `Unread`). With an index
+    file for the band, the rows' positions are computed once (the first band) and later bands seek
+    to their own rows and pass over the others as one `Passed`."""
+    if band is not None and band.index is not None and path.suffix != ".gz":
+        yield from _json_lines_by_index(path, start_byte, start_line, limit, band)
+        return
     for item in iter_lines(path, start_byte, start_line, limit):
         if isinstance(item, RawError):
             yield item
@@ -121,15 +140,56 @@ def iter_json_lines(path: Path, start_byte: int = 0, start_line: int = 1, limit:
         if not item.text.strip():
             continue
         loc = {"file": str(path), "line": item.number}
-        if outside is not None and outside(loc):
+        if band is not None and band.outside(loc):
             yield Unread(loc)
             continue
-        try:
-            value = json.loads(item.text)
-        except json.JSONDecodeError as e:
-            yield RawError(loc, "malformed_json", item.text, detail=f"{e.msg} at column {e.colno}")
+        yield _json_row(loc, item.text)
+
+
+def _json_row(loc: dict[str, Any], text: str) -> tuple[dict, Any] | RawError:
+    try:
+        return (loc, json.loads(text))
+    except json.JSONDecodeError as e:
+        return RawError(loc, "malformed_json", text, detail=f"{e.msg} at column {e.colno}")
+
+
+def _json_lines_by_index(path: Path, start_byte: int, start_line: int, limit: int | None,
+                         band: RowBand) -> Iterator[tuple[dict, Any] | RawError | Unread]:
+    lines, offsets, positions = _line_positions(path, start_byte, start_line, limit, band)
+    inside = (positions >= band.lo) & (positions < band.hi)
+    with open(path, "rb") as f:
+        for number, offset in zip(lines[inside].tolist(), offsets[inside].tolist(), strict=True):
+            f.seek(offset)
+            item = _decode_line(path, number, _strip_line(f.readline(), number))
+            yield item if isinstance(item, RawError) else _json_row({"file": str(path), "line": number}, item.text)
+    yield Passed({}, count=int(len(positions) - inside.sum()), beyond=int((positions >= band.hi).sum()))
+
+
+def _line_positions(path: Path, start_byte: int, start_line: int, limit: int | None,
+                    band: RowBand) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(line number, byte offset, band position) of every row of the line range (blank lines are
+    no rows), read from the band's index file or computed by one pass and kept there."""
+    assert band.index is not None
+    try:
+        with np.load(band.index) as saved:
+            return saved["lines"], saved["offsets"], saved["positions"]
+    except (FileNotFoundError, OSError, ValueError, KeyError):
+        pass
+    lines, offsets, positions = [], [], []
+    for number, offset, raw in raw_lines(path, start_byte, start_line, limit):
+        item = _decode_line(path, number, raw)
+        if isinstance(item, Line) and not item.text.strip():
             continue
-        yield (loc, value)
+        lines.append(number)
+        offsets.append(offset)
+        positions.append(band.position({"file": str(path), "line": number}))
+    found = (np.array(lines, dtype=np.int64), np.array(offsets, dtype=np.int64), np.array(positions, dtype=np.uint32))
+    band.index.parent.mkdir(parents=True, exist_ok=True)
+    tmp = band.index.with_name(f"{band.index.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, lines=found[0], offsets=found[1], positions=found[2])
+    os.replace(tmp, band.index)
+    return found
 
 
 def _ijson_items() -> Any:
@@ -386,12 +446,12 @@ def iter_parquet(path: Path, row_groups: list[int] | None = None) -> Iterator[tu
 
 def iter_rows(path: Path, *, columns: list[str] | None = None, header: bool | None = None, start_byte: int = 0,
               start_line: int = 1, limit: int | None = None, row_groups: list[int] | None = None,
-              outside: Callable[[dict], bool] | None = None) -> Iterator[tuple[dict, Any] | RawError | Unread]:
+              band: RowBand | None = None) -> Iterator[tuple[dict, Any] | RawError | Unread]:
     """Rows of any supported data file, chosen by its suffix (and first character for `.json`).
-    `outside`: rows to pass over unparsed, where the format allows (JSON Lines)."""
+    `band`: rows to pass over unparsed, where the format allows (JSON Lines)."""
     suffix = data_suffix(path)
     if suffix in (".jsonl", ".ndjson") or (suffix == ".json" and _first_char(path) != b"["):
-        yield from iter_json_lines(path, start_byte, start_line, limit, outside)
+        yield from iter_json_lines(path, start_byte, start_line, limit, band)
     elif suffix == ".json":
         for n, item in enumerate(iter_json_array(path)):
             if limit is not None and n >= limit:

@@ -7,7 +7,9 @@ group, other files are read whole; a Hub dataset is split by its data files (str
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +19,10 @@ import pyarrow.parquet as pq
 
 from datakit import languages
 from datakit.errors import SourceError, UnknownLanguageError
+from datakit.hashing import canonical_bytes
 from datakit.recipe import Source
 from datakit.sources import base, files, hub
-from datakit.sources.base import Partition, RawError, ReadContext, Unread
+from datakit.sources.base import Partition, Passed, RawError, ReadContext, Unread
 
 
 def local_root(source: Source, ctx: ReadContext) -> Path:
@@ -167,18 +170,33 @@ def read_rows(source: Source, partition: Partition, ctx: ReadContext) -> Iterato
         return
     columns = source.columns if isinstance(source.columns, list) else None
     remaining = p.get("limit")
-    outside = ctx.outside_band(partition)
+    band = ctx.band(partition)
     for name in p["files"]:
         path = Path(name)
         rel = relative(path, ctx)
         rows = files.iter_rows(path, columns=columns, header=source.header, start_byte=p.get("start_byte", 0),
                                start_line=p.get("start_line", 1), limit=remaining, row_groups=p.get("row_groups"),
-                               outside=(lambda loc, rel=rel: outside({**loc, "file": rel})) if outside else None)
+                               band=_file_band(band, partition, rel, remaining, ctx) if band else None)
         for item in rows:
             loc = item.loc if isinstance(item, (RawError, Unread)) else item[0]
-            loc["file"] = rel
+            if not isinstance(item, Passed):
+                loc["file"] = rel
             yield item
             if remaining is not None:
-                remaining -= 1
+                remaining -= item.count if isinstance(item, Passed) else 1
                 if remaining <= 0:
                     return
+
+
+def _file_band(band: base.RowBand, partition: Partition, rel: str, limit: int | None, ctx: ReadContext) -> base.RowBand:
+    """The partition's band for one of its files: positions of locations that name the file as the
+    recipe does (relative), and, where the task may keep them, an index file for the rows'
+    positions, named by everything they depend on."""
+    position = band.position
+    index = None
+    if ctx.index_dir is not None:
+        p = partition.params
+        key = canonical_bytes([partition.source, partition.key, list(partition.langs), rel, p.get("start_byte", 0),
+                               p.get("start_line", 1), limit, ctx.seed])
+        index = Path(ctx.index_dir) / f"{hashlib.blake2b(key, digest_size=12).hexdigest()}.npz"
+    return dataclasses.replace(band, position=lambda loc: position({**loc, "file": rel}), index=index)
