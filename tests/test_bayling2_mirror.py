@@ -51,6 +51,9 @@ def test_full_recipe_builds_from_a_mirror_of_its_hub_datasets(corpus, tmp_path):
     # Somali, Filipino and Lao (not in OPUS-100) come with direct pairs around both hubs, none joined.
     assert {"som_Latn", "tgl_Latn", "lao_Laoo"} <= four
     assert not {"som_Latn", "tgl_Latn", "lao_Laoo"} & set(stats["joined"])
+    # ALT's rows hold 13 keys; each source reads the three its tags name (its `bg`, Bengali, is not Bulgarian).
+    assert {r["lang"] for r in rows if r["source"] == "alt-fil"} == {"tgl_Latn"}
+    assert {r["lang"] for r in rows if r["source"] == "alt-lo"} == {"lao_Laoo"}
     joined = stats["joined"]
     assert "afr_Latn" in joined and "afr_Latn" in four
     assert all('"joined_through":"eng_Latn"' in r["meta"] for r in rows

@@ -97,3 +97,46 @@ def test_metadata_that_disagrees_with_the_data_adjusts_the_plan_and_says_so(corp
     assert mismatch.endswith("it holds 50") and "said 2,050 rows" in mismatch
     assert result.manifest["rows"] == 30
     assert "metadata disagreed with the data" in (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+
+
+def test_a_hub_parquet_shard_gives_its_band_rows_as_datasets_streams_them(corpus, tmp_path):
+    """A band of a Hub Parquet shard is read from the row groups that hold its rows (positions need
+    only row numbers): the same rows, with the same locations, as streaming the shard through
+    `datasets` and keeping the band's; the index kept by the first band serves the next."""
+    import dataclasses
+
+    import pyarrow as pa
+    from hub_mirror import _ntrex_lines
+
+    from datakit.recipe import Source
+    from datakit.sources import hub
+    from datakit.sources.base import Passed, ReadContext
+
+    en, fr = _ntrex_lines(corpus, "eng_Latn", 1997), _ntrex_lines(corpus, "fra_Latn", 1997)
+    table = pa.table({"translation": [{"en": e, "fr": f} for e, f in zip(en, fr, strict=True)], "n": list(range(len(en)))})
+    repo = tmp_path / "mirror" / "org" / "pairs"
+    for s, (lo, hi) in enumerate([(0, 1200), (1200, len(en))]):
+        (repo / "en-fr").mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.slice(lo, hi - lo), repo / "en-fr" / f"train-{s:05d}-of-00002.parquet", row_group_size=300)
+    (repo / "README.md").write_text("---\nconfigs:\n- config_name: en-fr\n  data_files:\n  - split: train\n    path: en-fr/train-*\n---\n")
+    source = Source(name="pairs", format="bitext", hub="org/pairs", configs=["en-fr"], license="CC-BY-4.0")
+    mirror = tmp_path / "mirror"
+    ctx = ReadContext(None, mirror, None, None, ("eng_Latn", "zho_Hans"), seed=11, index_dir=str(tmp_path / "bands"))
+    for shard in (0, 1):
+        streamed = list(hub.iter_hub_rows(source, "en-fr", mirror, shard, 2, None))
+        assert len(streamed) == (1200 if shard == 0 else len(en) - 1200)
+        part = Partition("pairs", f"en-fr:{shard}", {"config": "en-fr", "shard": shard, "shards": 2}, ("eng_Latn", "fra_Latn"))
+        for _ in range(2):  # computing the positions, then from the kept index
+            got, passed = [], 0
+            for lo, hi in [(0, 1 << 30), (1 << 30, 5 << 29), (5 << 29, 1 << 32)]:
+                band = ctx.band(dataclasses.replace(part, band=(lo, hi)))
+                band = dataclasses.replace(band, index=tmp_path / "bands" / f"{shard}.npz")
+                for item in hub.iter_hub_rows(source, "en-fr", mirror, shard, 2, None, band):
+                    if isinstance(item, Passed):
+                        passed += item.count
+                        assert item.beyond == sum(part.position(11, loc) >= hi for loc, _ in streamed)
+                    else:
+                        assert lo <= part.position(11, item[0]) < hi
+                        got.append(item)
+            assert sorted(got, key=lambda item: item[0]["row"]) == streamed
+            assert passed == 2 * len(streamed)

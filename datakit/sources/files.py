@@ -14,7 +14,7 @@ import functools
 import gzip
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -169,26 +169,40 @@ def _line_positions(path: Path, start_byte: int, start_line: int, limit: int | N
                     band: RowBand) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(line number, byte offset, band position) of every row of the line range (blank lines are
     no rows), read from the band's index file or computed by one pass and kept there."""
-    assert band.index is not None
-    try:
-        with np.load(band.index) as saved:
-            return saved["lines"], saved["offsets"], saved["positions"]
-    except (FileNotFoundError, OSError, ValueError, KeyError):
-        pass
-    lines, offsets, positions = [], [], []
-    for number, offset, raw in raw_lines(path, start_byte, start_line, limit):
-        item = _decode_line(path, number, raw)
-        if isinstance(item, Line) and not item.text.strip():
-            continue
-        lines.append(number)
-        offsets.append(offset)
-        positions.append(band.position({"file": str(path), "line": number}))
-    found = (np.array(lines, dtype=np.int64), np.array(offsets, dtype=np.int64), np.array(positions, dtype=np.uint32))
-    band.index.parent.mkdir(parents=True, exist_ok=True)
-    tmp = band.index.with_name(f"{band.index.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, lines=found[0], offsets=found[1], positions=found[2])
-    os.replace(tmp, band.index)
+
+    def scan() -> dict[str, np.ndarray]:
+        lines, offsets, positions = [], [], []
+        for number, offset, raw in raw_lines(path, start_byte, start_line, limit):
+            item = _decode_line(path, number, raw)
+            if isinstance(item, Line) and not item.text.strip():
+                continue
+            lines.append(number)
+            offsets.append(offset)
+            positions.append(band.position({"file": str(path), "line": number}))
+        return {"lines": np.array(lines, dtype=np.int64), "offsets": np.array(offsets, dtype=np.int64),
+                "positions": np.array(positions, dtype=np.uint32)}
+
+    found = kept_index(band.index, scan)
+    return found["lines"], found["offsets"], found["positions"]
+
+
+def kept_index(index: Path | None, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Arrays about a partition's rows (their band positions, where they are), read from the index
+    file a band task kept, or computed and kept there for the next band (written whole or not at
+    all, so a killed task leaves nothing half-written)."""
+    if index is not None:
+        try:
+            with np.load(index) as saved:
+                return {name: saved[name] for name in saved.files}
+        except (FileNotFoundError, OSError, ValueError):
+            pass
+    found = compute()
+    if index is not None:
+        index.parent.mkdir(parents=True, exist_ok=True)
+        tmp = index.with_name(f"{index.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **found)
+        os.replace(tmp, index)
     return found
 
 

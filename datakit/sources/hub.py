@@ -22,12 +22,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datakit.errors import SourceError
 from datakit.recipe import Source
 from datakit.sources import files
-from datakit.sources.base import RawError
+from datakit.sources.base import Passed, RawError, RowBand, Unread
 
 
 def mirror_path(hub_id: str, mirror: Path | None) -> Path | None:
@@ -184,12 +186,17 @@ def num_shards(source: Source, config: str | None, mirror: Path | None) -> int:
 
 
 def iter_hub_rows(source: Source, config: str | None, mirror: Path | None, shard: int, shards: int,
-                  limit: int | None) -> Iterator[tuple[dict, Any] | RawError]:
-    """Rows of one shard (a data file) of a Hub dataset, with their position for provenance."""
+                  limit: int | None, band: RowBand | None = None) -> Iterator[tuple[dict, Any] | RawError | Unread]:
+    """Rows of one shard (a data file) of a Hub dataset, with their position for provenance. With a
+    `band` (reading by quota), a Parquet shard gives only the band's rows (see `_iter_parquet_band`)."""
     where = {"hub": source.hub, "config": config, "split": source.split, "shard": shard}
     arrays = array_files(source, config, mirror)
     if arrays is not None:
         yield from _iter_array_rows(arrays, *_target(source, mirror), where, shard, shards, limit)
+        return
+    parquet = _parquet_shard(source, config, mirror, shard, shards) if band is not None and limit is None else None
+    if parquet is not None:
+        yield from _iter_parquet_band(parquet, where, band)
         return
     ds = _load(source, config, mirror)
     if shards > 1:
@@ -198,6 +205,38 @@ def iter_hub_rows(source: Source, config: str | None, mirror: Path | None, shard
         if limit is not None and n >= limit:
             return
         yield ({**where, "row": n}, row)
+
+
+def _parquet_shard(source: Source, config: str | None, mirror: Path | None, shard: int, shards: int) -> Path | None:
+    """The shard's one Parquet data file on disk (a mirror's, or fetched once into the Hub cache);
+    None where the shard is not exactly one Parquet file."""
+    builder, found = split_files(source, config, mirror)
+    if builder != "parquet" or not found or len(found) != shards:
+        return None
+    return _local_copy(found[shard], _target(source, mirror)[1])
+
+
+def _iter_parquet_band(path: Path, where: dict[str, Any], band: RowBand) -> Iterator[tuple[dict, Any] | Unread]:
+    """The rows of a Parquet shard whose band position is in the band, as `datasets` streams them
+    (row n of the shard is row n of its file), then one `Passed` for the others. A row's position
+    needs only its number, so the rows outside the band are never decoded: only the row groups that
+    hold band rows are read, and only those rows become Python objects. The positions are kept in
+    the band's index for the next band."""
+    pf = pq.ParquetFile(path)
+    n = pf.metadata.num_rows
+    positions = files.kept_index(band.index, lambda: {
+        "positions": np.fromiter((band.position({**where, "row": i}) for i in range(n)), dtype=np.uint32, count=n)})["positions"]
+    inside = (positions >= band.lo) & (positions < band.hi)
+    start = 0
+    for g in range(pf.num_row_groups):
+        size = pf.metadata.row_group(g).num_rows
+        rows = np.flatnonzero(inside[start : start + size])
+        if len(rows):
+            table = pf.read_row_group(g).take(pa.array(rows))
+            for i, row in zip(rows.tolist(), table.to_pylist(), strict=True):
+                yield ({**where, "row": start + i}, row)
+        start += size
+    yield Passed({}, count=int(n - inside.sum()), beyond=int((positions >= band.hi).sum()))
 
 
 def _iter_array_rows(names: list[str], target: str, local: bool, where: dict[str, Any], shard: int, shards: int,

@@ -165,12 +165,14 @@ def read_rows(source: Source, partition: Partition, ctx: ReadContext) -> Iterato
     """The partition's rows as (location, value), RawErrors for rows that could not be parsed, and
     `Unread` for rows outside the partition's band that the format lets us pass over unparsed."""
     p = partition.params
+    band = ctx.band(partition)
     if source.hub is not None:
-        yield from hub.iter_hub_rows(source, p["config"], ctx.mirror, p["shard"], p["shards"], p.get("limit"))
+        if band is not None:
+            band = dataclasses.replace(band, index=_band_index(partition, "hub", p.get("limit"), ctx))
+        yield from hub.iter_hub_rows(source, p["config"], ctx.mirror, p["shard"], p["shards"], p.get("limit"), band)
         return
     columns = source.columns if isinstance(source.columns, list) else None
     remaining = p.get("limit")
-    band = ctx.band(partition)
     for name in p["files"]:
         path = Path(name)
         rel = relative(path, ctx)
@@ -190,13 +192,17 @@ def read_rows(source: Source, partition: Partition, ctx: ReadContext) -> Iterato
 
 def _file_band(band: base.RowBand, partition: Partition, rel: str, limit: int | None, ctx: ReadContext) -> base.RowBand:
     """The partition's band for one of its files: positions of locations that name the file as the
-    recipe does (relative), and, where the task may keep them, an index file for the rows'
-    positions, named by everything they depend on."""
+    recipe does (relative), and an index file for them."""
     position = band.position
-    index = None
-    if ctx.index_dir is not None:
-        p = partition.params
-        key = canonical_bytes([partition.source, partition.key, list(partition.langs), rel, p.get("start_byte", 0),
-                               p.get("start_line", 1), limit, ctx.seed])
-        index = Path(ctx.index_dir) / f"{hashlib.blake2b(key, digest_size=12).hexdigest()}.npz"
-    return dataclasses.replace(band, position=lambda loc: position({**loc, "file": rel}), index=index)
+    return dataclasses.replace(band, position=lambda loc: position({**loc, "file": rel}), index=_band_index(partition, rel, limit, ctx))
+
+
+def _band_index(partition: Partition, what: str, limit: int | None, ctx: ReadContext) -> Path | None:
+    """Where a band task may keep the positions of the rows of `what` (a file of the partition, or
+    its Hub shard), named by everything they depend on; None where the task keeps nothing."""
+    if ctx.index_dir is None:
+        return None
+    p = partition.params
+    key = canonical_bytes([partition.source, partition.key, list(partition.langs), what, p.get("start_byte", 0),
+                           p.get("start_line", 1), limit, ctx.seed])
+    return Path(ctx.index_dir) / f"{hashlib.blake2b(key, digest_size=12).hexdigest()}.npz"
