@@ -77,7 +77,7 @@ def _bands_read(path, bands, index, start_byte=0, start_line=1, limit=None):
     part = Partition("s", "k")
     out = []
     for lo, hi in bands:
-        band = RowBand(lo, hi, lambda loc: part.position(3, loc), index)
+        band = RowBand(lo, hi, part, 3, index=index)
         rows, unread, beyond = [], 0, 0
         for item in files.iter_json_lines(path, start_byte, start_line, limit, band):
             if isinstance(item, Passed):

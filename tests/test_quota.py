@@ -38,6 +38,12 @@ def test_positions_are_seeded_by_the_row_not_the_run():
     positions = [part.position(1, {**loc, "line": n}) for n in range(4000)]
     assert all(0 <= p < BAND_SCALE for p in positions)
     assert 0.4 < sum(p < BAND_SCALE // 2 for p in positions) / len(positions) < 0.6  # spread over the band
+    # A partition's rows hashed from one serialisation are the same positions, row by row, even
+    # where the stand-in for the row number could be mistaken for other digits of the location.
+    assert part.positions(1, {"file": loc["file"]}, "line", range(4000)).tolist() == positions
+    from datakit.sources.base import _MARKER
+    odd = {"file": f"data/{_MARKER}.jsonl"}
+    assert part.positions(1, odd, "line", [3, 12]).tolist() == [part.position(1, {**odd, "line": n}) for n in (3, 12)]
 
 
 def test_pilot_is_small_against_the_target_and_whole_for_unknown_sizes():

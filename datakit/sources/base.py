@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+import numpy as np
 
 from datakit.hashing import canonical_bytes
 from datakit.recipe import Source
@@ -61,6 +62,26 @@ class Partition:
         languages and the row's location, never by how the build runs."""
         digest = hashlib.blake2b(canonical_bytes([seed, self.source, list(self.langs), loc]), digest_size=4).digest()
         return int.from_bytes(digest, "big")
+
+    def positions(self, seed: int, base: dict[str, Any], key: str, numbers: Iterable[int]) -> np.ndarray:
+        """`position` of the locations {**base, key: n} for each n, as uint32: the bytes they hash
+        differ only in n, so they are serialised once and each hash starts from the shared head
+        (about half the time of `position` per row, for the index of a partition's rows)."""
+        marker = _MARKER
+        blob = canonical_bytes([seed, self.source, list(self.langs), {**base, key: marker}])
+        if blob.count(b"%d" % marker) != 1:  # the marker's digits elsewhere too: one at a time
+            return np.fromiter((self.position(seed, {**base, key: n}) for n in numbers), dtype=np.uint32)
+        head, tail = blob.split(b"%d" % marker)
+        start = hashlib.blake2b(head, digest_size=4)
+        out = []
+        for n in numbers:
+            h = start.copy()
+            h.update(b"%d%b" % (n, tail))
+            out.append(int.from_bytes(h.digest(), "big"))
+        return np.array(out, dtype=np.uint32)
+
+
+_MARKER = 7_349_216_508_873_419_265  # stands for the row number while a location is serialised
 
 
 @dataclass
@@ -166,7 +187,7 @@ class ReadContext:
         parsing them; None for the full band."""
         if partition.band == FULL_BAND:
             return None
-        return RowBand(*partition.band, functools.partial(partition.position, self.seed))
+        return RowBand(*partition.band, partition, self.seed)
 
     def selected(self, code: str) -> bool:
         return self.langs is None or code in self.langs
@@ -174,13 +195,23 @@ class ReadContext:
 
 @dataclass(frozen=True)
 class RowBand:
-    """A band of a partition's rows: those whose `position` (of their location) is in [lo, hi).
-    `index`: a file where the positions of the rows, once computed, are kept for the next band."""
+    """A band of a partition's rows: those whose position is in [lo, hi). `where`: what every
+    location of the rows read gets (a file named as the recipe names it); `index`: a file where the
+    positions of the rows, once computed, are kept for the next band."""
 
     lo: int
     hi: int
-    position: Callable[[dict[str, Any]], int]
+    partition: Partition
+    seed: int
+    where: dict[str, Any] = field(default_factory=dict)
     index: Path | None = None
+
+    def position(self, loc: dict[str, Any]) -> int:
+        return self.partition.position(self.seed, {**loc, **self.where})
+
+    def positions(self, base: dict[str, Any], key: str, numbers: Iterable[int]) -> np.ndarray:
+        """The positions of the locations {**base, key: n} (rows numbered by line or row)."""
+        return self.partition.positions(self.seed, {**base, **self.where}, key, numbers)
 
     def outside(self, loc: dict[str, Any]) -> bool:
         return not self.lo <= self.position(loc) < self.hi

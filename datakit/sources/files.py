@@ -171,16 +171,15 @@ def _line_positions(path: Path, start_byte: int, start_line: int, limit: int | N
     no rows), read from the band's index file or computed by one pass and kept there."""
 
     def scan() -> dict[str, np.ndarray]:
-        lines, offsets, positions = [], [], []
+        lines, offsets = [], []
         for number, offset, raw in raw_lines(path, start_byte, start_line, limit):
             item = _decode_line(path, number, raw)
             if isinstance(item, Line) and not item.text.strip():
                 continue
             lines.append(number)
             offsets.append(offset)
-            positions.append(band.position({"file": str(path), "line": number}))
         return {"lines": np.array(lines, dtype=np.int64), "offsets": np.array(offsets, dtype=np.int64),
-                "positions": np.array(positions, dtype=np.uint32)}
+                "positions": band.positions({"file": str(path)}, "line", lines)}
 
     found = kept_index(band.index, scan)
     return found["lines"], found["offsets"], found["positions"]

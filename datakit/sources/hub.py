@@ -224,8 +224,7 @@ def _iter_parquet_band(path: Path, where: dict[str, Any], band: RowBand) -> Iter
     the band's index for the next band."""
     pf = pq.ParquetFile(path)
     n = pf.metadata.num_rows
-    positions = files.kept_index(band.index, lambda: {
-        "positions": np.fromiter((band.position({**where, "row": i}) for i in range(n)), dtype=np.uint32, count=n)})["positions"]
+    positions = files.kept_index(band.index, lambda: {"positions": band.positions(where, "row", range(n))})["positions"]
     inside = (positions >= band.lo) & (positions < band.hi)
     start = 0
     for g in range(pf.num_row_groups):

@@ -193,8 +193,7 @@ def read_rows(source: Source, partition: Partition, ctx: ReadContext) -> Iterato
 def _file_band(band: base.RowBand, partition: Partition, rel: str, limit: int | None, ctx: ReadContext) -> base.RowBand:
     """The partition's band for one of its files: positions of locations that name the file as the
     recipe does (relative), and an index file for them."""
-    position = band.position
-    return dataclasses.replace(band, position=lambda loc: position({**loc, "file": rel}), index=_band_index(partition, rel, limit, ctx))
+    return dataclasses.replace(band, where={"file": rel}, index=_band_index(partition, rel, limit, ctx))
 
 
 def _band_index(partition: Partition, what: str, limit: int | None, ctx: ReadContext) -> Path | None:
