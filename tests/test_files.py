@@ -95,13 +95,16 @@ def _bands_read(path, bands, index, start_byte=0, start_line=1, limit=None):
     return out
 
 
-def test_later_bands_read_from_the_index_exactly_what_a_scan_reads(tmp_path):
+@pytest.mark.parametrize("chunk", [37, 1 << 22])  # lines cut across the chunks the index is found in, or not
+def test_later_bands_read_from_the_index_exactly_what_a_scan_reads(tmp_path, monkeypatch, chunk):
     """The first band keeps the rows' positions in its index file; the later bands seek to their own
     rows: the same rows, errors and counts as scanning the file for every band."""
     lines = [json.dumps({"i": i, "t": "é" * (i % 4)}, ensure_ascii=False).encode() for i in range(3000)]
     lines[0] = b"\xef\xbb\xbf" + lines[0]
     lines[10], lines[20], lines[30], lines[40] = b"", b"   \t", b"\xff\xfe not utf-8", b'{"broken": '
     lines[50] = "\u3000".encode()  # blank only once decoded: no row, as when scanning
+    lines[60] = "\u00e9".encode()  # no ASCII either, but a row
+    monkeypatch.setattr(files, "SPAN_CHUNK", chunk)
     p = tmp_path / "rows.jsonl"
     p.write_bytes(b"\r\n".join(lines[:1500]) + b"\n" + b"\n".join(lines[1500:]))
     bands = [(0, 1 << 29), (1 << 29, 3 << 30), (3 << 30, 1 << 32)]
