@@ -1,6 +1,8 @@
 """Precision and recall of the lid stage on planted mislabels in real text (NTREX-128).
 
-Calibrates thresholds on the even lines of every NTREX language, then on the odd (held-out) lines:
+Calibrates thresholds on the even lines of every NTREX language (the n-gram profiles of languages
+neither model reads well, datakit/lid_profile.py, are trained on lines 0, 4, 8, ... and get their floors
+from lines 2, 6, 10, ...), then on the odd (held-out) lines:
 - clean: each line as a translation answer in its own language -> share wrongly rejected;
 - planted: a line of language M labelled as language L (L and M in different confusable groups,
   and different scripts or not: both kinds are counted) -> share caught.
@@ -17,26 +19,23 @@ import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from datakit.calibrate_lid import SECOND_MAX_REJECT, calibrate_with_second, write_calibration
+from datakit import lid_profile
+from datakit.calibrate_lid import (
+    PROFILE_MAX_REJECT,
+    SECOND_MAX_REJECT,
+    calibrate_profiles,
+    calibrate_with_second,
+    write_calibration,
+)
 from datakit.langid import LangId, group_of
 from datakit.langid_cld2 import Cld2Id
 from datakit.models import resolve_lid_model
 from datakit.recipe import Lid
 from datakit.record_stages.lid import LanguageId
 from datakit.records import new_record, set_lid_checks
-from datakit.sources.parallel import file_language
 from datakit.stats import StageStats
 
-
-def ntrex_lines(data_dir: Path) -> dict[str, list[str]]:
-    out = {}
-    for path in sorted((data_dir / "ntrex128/NTREX-128").glob("newstest2019-*.txt")):
-        if "ref-2" in path.name:
-            continue
-        lang = file_language(path.name.split(".")[-2], path)
-        if lang.region is None or lang.code not in out:
-            out[lang.code] = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    return out
+ntrex_lines = lid_profile.ntrex_lines
 
 
 def record(text: str, lang: str):
@@ -51,15 +50,19 @@ def main() -> None:
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "corpus"))
     ap.add_argument("--plants", type=int, default=20000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-second", action="store_true", help="fastText alone, without the second opinion (CLD2)")
+    ap.add_argument("--no-second", action="store_true", help="fastText alone, without the second opinion (CLD2) or the profiles")
+    ap.add_argument("--no-profile", action="store_true", help="without the n-gram profiles of languages no model reads well")
     args = ap.parse_args()
     model = str(resolve_lid_model(None))
     lines = ntrex_lines(Path(args.data_dir))
     calib = {c: ls[0::2] for c, ls in lines.items()}
     held = {c: ls[1::2] for c, ls in lines.items()}
     rows, second_rows = calibrate_with_second(LangId(model), None if args.no_second else Cld2Id(), calib, 0.005, SECOND_MAX_REJECT)
+    profiles = None if args.no_second or args.no_profile else lid_profile.shipped()
+    untrained = {c: [t for i, t in enumerate(ls) if t and i % 2 == 0 and i % lid_profile.TRAIN_EVERY != 0] for c, ls in lines.items()}
+    profile_rows = calibrate_profiles(profiles, untrained, PROFILE_MAX_REJECT) if profiles else []
     path = str(Path(tempfile.mkdtemp()) / "thresholds.tsv")
-    write_calibration(rows, second_rows, path, "calibrated on even NTREX lines")
+    write_calibration(rows, second_rows, path, "calibrated on even NTREX lines", profile_rows)
     stage = LanguageId(Lid(thresholds=path), model)
     top1 = {row[0]: row[2] for row in rows}
     known = [c for c in held if stage.lid.supports(c)]  # by fastText (the categories below are fastText's, as before)

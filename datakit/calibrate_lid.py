@@ -8,7 +8,9 @@ run it again for another model and give the file in the recipe (filters.lid.thre
 The second opinion (CLD2) is calibrated the same way, on the same text, into the file beside it
 (`lid_thresholds.cld2.tsv`), with one more column: for which languages it is asked always (the
 first model reads them weakly, or reads other languages as them) and for which only when the
-first model is not sure.
+first model is not sure. The character n-gram profiles of the languages neither model reads well
+(datakit/lid_profile.py) get a floor each (`lid_thresholds.profile.tsv`), calibrated on the NTREX
+lines they were not trained on.
 
     python -m datakit.calibrate_lid --data-dir ../shared/corpus [--model PATH] [--out FILE]
 """
@@ -21,7 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from datakit.langid import NEVER, LangId, Prediction, group_of, second_opinion_file
+from datakit import lid_profile
+from datakit.langid import (
+    NEVER,
+    WEAK,
+    LangId,
+    Prediction,
+    group_of,
+    profile_file,
+    second_opinion_file,
+    top1_rate,
+)
 from datakit.langid_cld2 import Cld2Id
 from datakit.models import resolve_lid_model
 from datakit.recipe import load_recipe
@@ -31,11 +43,13 @@ from datakit.sources import adapter_for
 from datakit.sources.base import Parallel, RawRow, ReadContext
 
 FLOOR = 0.3  # the general threshold for another language
-SURE, WEAK = 0.9, 0.9  # see consult_levels
+SURE = 0.9  # see consult_levels (and WEAK)
 # The second opinion's clean-text budget. It rejects only texts the first model did not (and, where the
 # first has no label for the language, overrules its rejections when it reads the text as the language):
 # on held-out NTREX lines both together reject under 1% of clean text (bench/eval_lid.py).
 SECOND_MAX_REJECT = 0.01
+# The profiles' budget: the share of held-out clean text of a language under its floor.
+PROFILE_MAX_REJECT = 0.005
 
 
 def clean_texts(data_dir: Path) -> dict[str, list[str]]:
@@ -95,7 +109,7 @@ def calibrate(lid: LangId | Cld2Id, texts: dict[str, list[str]], max_reject: flo
         for p in preds[code]:
             if p.label and p.label.split("_")[0] not in group:
                 others[p.label].append(p.prob - p.expected_prob)
-        right = float(np.mean([p.label is not None and p.label.split("_")[0] in group for p in preds[code]]))
+        right = top1_rate(preds[code], code)
         pair = {}
         # The rejections clean text may suffer (share of it) are spread over the languages it is read as.
         allowed = share * len(items) / max(1, sum(len(v) for v in others.values()))
@@ -132,6 +146,19 @@ def calibrate_with_second(first: LangId, second: Cld2Id | None, texts: dict[str,
     return rows, [(*row, consult[row[0]]) for row in calibrate(second, texts, second_max_reject or max_reject, first=first_preds)]
 
 
+def calibrate_profiles(profiles: lid_profile.Profiles, texts: dict[str, list[str]], max_reject: float) -> list[tuple]:
+    """Per language with a profile: (code, texts, share scoring above 0, NEVER, floor, {}): the floor is a
+    score at most `max_reject` of the language's clean text (text the profile was not trained on) is under."""
+    rows = []
+    for code, items in sorted(texts.items()):
+        if not profiles.supports(code) or not items:
+            continue
+        scores = np.array(profiles.scores([prose(t) for t in items], [code] * len(items)))
+        low = float(np.quantile(scores, max_reject)) if len(items) * max_reject >= 1 else float(scores.min())
+        rows.append((code, len(items), float(np.mean(scores > 0)), NEVER, round(low - 0.01, 3), {}))
+    return rows
+
+
 def write_thresholds(rows: list[tuple], path: str, note: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write("# code\tclean texts\ttop-1 in group\tthreshold for another language\tfloor for the expected language"
@@ -144,11 +171,16 @@ def write_thresholds(rows: list[tuple], path: str, note: str) -> None:
                     + "".join(f"\t{c}" for c in consult) + "\n")
 
 
-def write_calibration(rows: list[tuple], second_rows: list[tuple], path: str, note: str) -> None:
-    """The first model's thresholds at `path`, the second opinion's beside it (see langid.second_opinion_file)."""
+def write_calibration(rows: list[tuple], second_rows: list[tuple], path: str, note: str, profile_rows: list[tuple] = ()) -> None:
+    """The first model's thresholds at `path`, the second opinion's and the profiles' beside it (see
+    langid.second_opinion_file, langid.profile_file)."""
     write_thresholds(rows, path, note)
     if second_rows:
         write_thresholds(second_rows, second_opinion_file(path), f"second opinion: CLD2 (pycld2); {note}")
+    if profile_rows:
+        write_thresholds(profile_rows, profile_file(path), "character n-gram profiles (datakit/lid_profile.py): the third column "
+                         "is the share of held-out clean text scoring above 0, the fifth the floor (mean log-likelihood "
+                         f"ratio) at most {PROFILE_MAX_REJECT:.1%} of it is under")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,16 +190,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-reject", type=float, default=0.005)
     ap.add_argument("--out", default=str(Path(__file__).parent / "langdata" / "lid_thresholds.tsv"))
     ap.add_argument("--second-max-reject", type=float, default=SECOND_MAX_REJECT)
-    ap.add_argument("--no-second", action="store_true", help="calibrate no second opinion (CLD2)")
+    ap.add_argument("--no-second", action="store_true", help="calibrate no second opinion (CLD2) and no profiles")
     args = ap.parse_args(argv)
     lid = LangId(str(resolve_lid_model(args.model)))
     rows, second_rows = calibrate_with_second(lid, None if args.no_second else Cld2Id(), clean_texts(Path(args.data_dir)),
                                               args.max_reject, args.second_max_reject)
+    profiles = None if args.no_second else lid_profile.shipped()
+    profile_rows = calibrate_profiles(profiles, lid_profile.split(lid_profile.ntrex_lines(Path(args.data_dir)), train_part=False),
+                                      PROFILE_MAX_REJECT) if profiles else []
     write_calibration(rows, second_rows, args.out, f"model: {args.model or 'default (lid.176.ftz)'}; at most "
                       f"{args.max_reject:.1%} of clean text rejected (the second opinion: {args.second_max_reject:.1%}); "
-                      f"general threshold {FLOOR}")
+                      f"general threshold {FLOOR}", profile_rows)
     print(f"{len(rows)} languages calibrated; {sum(len(r[5]) for r in rows)} language pairs with a threshold of their own"
-          + (f"; second opinion asked always for {sum(r[6] >= NEVER for r in second_rows)} languages" if second_rows else ""))
+          + (f"; second opinion asked always for {sum(r[6] >= NEVER for r in second_rows)} languages" if second_rows else "")
+          + (f"; profiles for {len(profile_rows)}" if profile_rows else ""))
 
 
 if __name__ == "__main__":

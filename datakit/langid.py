@@ -11,7 +11,8 @@ Whether a prediction is confident enough to call a record mislabelled depends on
 per-language thresholds, calibrated on clean reference translations (NTREX-128 and the UDHR) so
 that at most about half a percent of clean text would be rejected, ship in
 `langdata/lid_thresholds.tsv` (see datakit/calibrate_lid.py). A second opinion (CLD2,
-datakit/langid_cld2.py) has its own beside it (`lid_thresholds.cld2.tsv`).
+datakit/langid_cld2.py) has its own beside it (`lid_thresholds.cld2.tsv`), and so do the character n-gram
+profiles of languages neither model reads well (datakit/lid_profile.py, `lid_thresholds.profile.tsv`).
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from importlib import resources
+from itertools import chain, repeat
 from typing import NamedTuple
+
+import numpy as np
 
 from datakit import languages
 from datakit.errors import UnknownLanguageError
 from datakit.models import load_fasttext
-from datakit.scripts import dominant_script, scripts_agree
+from datakit.scripts import dominant_script, dominant_scripts, script_count_matrix, scripts_agree
 
 NEVER = 1.01  # a threshold no probability reaches
+WEAK = 0.9  # a model reads a language weakly when it names the language's group first for less of its clean text
 
 
 @functools.cache
@@ -69,8 +74,12 @@ class Thresholds:
     pairs: tuple[tuple[str, float], ...] = ()
     consult: float = NEVER  # a second opinion: asked when the first model's P(expected) is under this
 
+    @functools.cached_property
+    def _by_label(self) -> dict[str, float]:
+        return dict(self.pairs)
+
     def for_label(self, label: str) -> float:
-        return dict(self.pairs).get(label, self.other)
+        return self._by_label.get(label, self.other)
 
 
 def read_thresholds(text: str) -> dict[str, Thresholds]:
@@ -99,11 +108,22 @@ def second_opinion_file(path: str) -> str:
     return path.removesuffix(".tsv") + ".cld2.tsv"
 
 
+def profile_file(path: str) -> str:
+    """Where the n-gram profiles' floors (datakit/lid_profile.py) for a thresholds file are: `x.tsv` -> `x.profile.tsv`."""
+    return path.removesuffix(".tsv") + ".profile.tsv"
+
+
 class Prediction(NamedTuple):  # a tuple: one is made per text, and a frozen dataclass costs 3x as much
     label: str | None       # best prediction consistent with the text's script (contract code), or None
     prob: float             # its probability
     expected_prob: float    # total probability of the expected language's group
     script: str | None      # the text's dominant script, when it was needed
+
+
+def top1_rate(preds: list[Prediction], code: str) -> float:
+    """The share of a language's clean text a model reads as the language's group first."""
+    group = group_of(code.split("_")[0])
+    return float(np.mean([p.label is not None and p.label.split("_")[0] in group for p in preds])) if preds else 0.0
 
 
 class LangId:
@@ -125,6 +145,9 @@ class LangId:
         self.parts = {raw: (code, *code.split("_")) for raw, code in zip(self.model.get_labels(), self.codes, strict=True) if code}
         self.known_isos = {c.split("_")[0] for c in self.codes if c}
         self._member_labels: dict[str, frozenset[str]] = {}
+        self.label_id = {raw: i for i, raw in enumerate(self.model.get_labels())}
+        self._member_row: dict[str, int] = {}  # expected language -> its row of _member_matrix
+        self._member_matrix = np.zeros((0, len(self.label_id) + 1), dtype=bool)  # [language, label or pad]: label in its group
 
     def supports(self, code: str) -> bool:
         """Whether the model has a label for the language (or for a language of its confusable group)."""
@@ -133,13 +156,56 @@ class LangId:
     def predict(self, texts: list[str], expected: list[str]) -> list[Prediction]:
         """One batched call for all distinct texts (single lines: see stages.lid.prose); each text
         compared with its expected language. A text that recurs (a translation's source is the answer
-        of the opposite direction) is predicted once."""
+        of the opposite direction) is predicted once.
+
+        The labels and probabilities of the whole batch are read as arrays: the expected language's
+        probability and whether the top label is in its group, for every text at once; only texts whose
+        top label is another language are read one by one (their script decides which label counts)."""
+        if not texts:
+            return []
         index: dict[str, int] = {}
         for text in texts:
             index.setdefault(text, len(index))
         labels, probs = self.model.predict(list(index), k=self.k)
-        return [self._read(text, labels[i], probs[i], exp) for text, exp in zip(texts, expected, strict=True)
-                for i in (index[text],)]
+        # fastText leaves out labels of negligible probability (fewer than k for 1-2% of texts): rows are
+        # padded with a label that is no language (`pad`, never a member) of probability 0.
+        lengths = np.fromiter(map(len, labels), dtype=np.intp, count=len(labels))
+        pad = len(self.label_id)
+        ids = np.full((len(labels), self.k), pad, dtype=np.intp)
+        p = np.zeros((len(labels), self.k))
+        rows_of = np.repeat(np.arange(len(labels)), lengths)
+        cols_of = np.arange(len(rows_of)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        ids[rows_of, cols_of] = np.fromiter(map(self.label_id.__getitem__, chain.from_iterable(labels)), dtype=np.intp, count=len(rows_of))
+        p[rows_of, cols_of] = np.concatenate(probs)
+        rows = np.fromiter(map(index.__getitem__, texts), dtype=np.intp, count=len(texts))
+        label_ids, p = ids[rows], p[rows]
+        expected_rows = self._expected_rows(expected)  # first: it may add rows to the matrix
+        member = self._member_matrix[expected_rows[:, None], label_ids]
+        expected_p = np.zeros(len(texts))
+        for j in range(self.k):  # in label order, as a loop over each text's labels would add them
+            expected_p += np.where(member[:, j], p[:, j], 0.0)
+        top_in = member[:, 0].tolist()
+        top_p, exp_ps = p[:, 0].tolist(), expected_p.tolist()
+        # The others' scripts, counted in one pass (a label of another language must fit the text's script).
+        others = [i for i, top in enumerate(top_in) if not top]
+        scripts = dict(zip(others, dominant_scripts(*script_count_matrix([texts[i] for i in others])), strict=True)) if others else {}
+        # The usual case, the top label in the expected language's group, made in C (tuple.__new__, no call
+        # of Prediction's own constructor per text); the others read one by one.
+        out = list(map(_new_prediction, zip(expected, top_p, exp_ps, repeat(None))))
+        for i in others:
+            row = index[texts[i]]
+            out[i] = self._read(texts[i], labels[row], probs[row], expected[i], scripts[i])
+        return out
+
+    def _expected_rows(self, expected: list[str]) -> np.ndarray:
+        """Each expected language's row of `_member_matrix` (a row added the first time a language is seen)."""
+        rows = self._member_row
+        for exp in sorted(set(expected) - rows.keys()):
+            members = self._members(exp)
+            rows[exp] = len(rows)
+            line = np.array([[raw in members for raw in self.label_id] + [False]])
+            self._member_matrix = np.concatenate([self._member_matrix, line])
+        return np.fromiter(map(rows.__getitem__, expected), dtype=np.intp, count=len(expected))
 
     def _members(self, exp: str) -> frozenset[str]:
         """The model's raw labels in the expected language's group, worked out once per language."""
@@ -149,16 +215,17 @@ class LangId:
             found = self._member_labels[exp] = frozenset(raw for raw, (_, iso, _) in self.parts.items() if iso in group)
         return found
 
-    def _read(self, text: str, labs, ps, exp: str) -> Prediction:
+    def _read(self, text: str, labs, ps, exp: str, known: object = None) -> Prediction:
         """One text's top-k labels as a Prediction against its expected language: the first label that is
-        the expected language's group or another language consistent with the text's script."""
+        the expected language's group or another language consistent with the text's script (`known`:
+        the text's dominant script where it was counted already, else None)."""
         members = self._members(exp)
         probs = ps.tolist()
         exp_p = 0.0
         for lab, p in zip(labs, probs, strict=True):
             if lab in members:
                 exp_p += p
-        if labs[0] in members:  # the usual case: no script needed
+        if len(labs) and labs[0] in members:  # the usual case: no script needed
             return Prediction(exp, probs[0], exp_p, None)
         script: object = _UNKNOWN  # the text's script is looked at only when another language is named
         for lab, p in zip(labs, probs, strict=True):
@@ -169,7 +236,7 @@ class LangId:
                 continue
             code, _, lab_script = found
             if script is _UNKNOWN:
-                script = dominant_script(text)
+                script = dominant_script(text) if known is None else known
             if lab_script == "Jpan" and script != "Jpan":
                 continue  # Japanese prose has kana; Han text without any is Chinese (lid.176 says otherwise)
             if script is None or scripts_agree(lab_script, script):
@@ -178,3 +245,4 @@ class LangId:
 
 
 _UNKNOWN = object()
+_new_prediction = functools.partial(tuple.__new__, Prediction)

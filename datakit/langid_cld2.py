@@ -22,7 +22,7 @@ import regex
 from datakit import languages
 from datakit.errors import DatakitError, UnknownLanguageError
 from datakit.langid import Prediction, code_group, group_of
-from datakit.scripts import dominant_script, scripts_agree
+from datakit.scripts import dominant_script, dominant_scripts, script_count_matrix, scripts_agree
 
 # CLD2 labels whose language is another one in some script (CLD2's `ku` in Arabic script is Sorani).
 _IN_SCRIPT = {("ku", "Arab"): "ckb_Arab"}
@@ -74,17 +74,32 @@ class Cld2Id:
                 return ()
 
     def predict(self, texts: list[str], expected: list[str]) -> list[Prediction]:
-        """Each text against its expected language (CLD2 reads one text per call; a recurring text once)."""
+        """Each text against its expected language (CLD2 reads one text per call; a recurring text once).
+        The scripts of the texts it reads as another language are counted in one pass."""
         seen: dict[str, tuple] = {}
-        out = []
-        for text, exp in zip(texts, expected, strict=True):
-            found = seen.get(text)
-            if found is None:
-                found = seen[text] = self.details(text)
-            out.append(self._read(text, found, exp))
-        return out
+        found = []
+        for text in texts:
+            details = seen.get(text)
+            if details is None:
+                details = seen[text] = self.details(text)
+            found.append(details)
+        others = [i for i, (details, exp) in enumerate(zip(found, expected, strict=True)) if self._names_another(details, exp)]
+        scripts = dict(zip(others, dominant_scripts(*script_count_matrix([texts[i] for i in others])), strict=True)) if others else {}
+        return [self._read(text, details, exp, scripts.get(i))
+                for i, (text, details, exp) in enumerate(zip(texts, found, expected, strict=True))]
 
-    def _read(self, text: str, details: tuple, exp: str) -> Prediction:
+    def _names_another(self, details: tuple, exp: str) -> bool:
+        """Whether CLD2's reading names a language outside the expected one's group (its script then matters)."""
+        group = code_group(exp)
+        for _, tag, percent, _ in details:
+            parts = self.tags.get(tag)
+            if parts is not None and percent and parts[1] not in group:
+                return True
+        return False
+
+    def _read(self, text: str, details: tuple, exp: str, known: str | None = None) -> Prediction:
+        """CLD2's reading as a Prediction against the expected language (`known`: the text's dominant script,
+        where it was counted already)."""
         group = code_group(exp)
         best, best_p, exp_p, script = None, 0.0, 0.0, None
         for _, tag, percent, _ in details:
@@ -93,7 +108,7 @@ class Cld2Id:
                 continue
             code, iso, lab_script = parts
             if iso not in group:
-                script = script or dominant_script(text)
+                script = script or known or dominant_script(text)
                 if script is not None and not scripts_agree(lab_script, script):
                     # CLD2 names a language, not a script: Serbian or Kurdish in the text's own script.
                     code = _IN_SCRIPT.get((tag, script)) or f"{iso}_{script}"

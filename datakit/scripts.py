@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import collections
 import functools
+from collections.abc import Sequence
 
+import numpy as np
 import regex
 
 # Unicode script names (as the `regex` module knows them) -> ISO 15924 codes.
@@ -41,10 +43,22 @@ def _script_of(char: str) -> str | None:
         return found
 
 
-_NOT_LETTER = regex.compile(r"[^\p{L}\p{M}]+")
-_KNOWN: set[str] = set()
-_TO_TAG: dict[int, str | None] = {}   # code point -> its script's tag (None: no script; translate drops it)
+_LETTER = regex.compile(r"[\p{L}\p{M}]")
 _TAG_OF: dict[str, str] = {}          # script -> tag (a private-use character)
+
+
+class _Tags(dict):
+    """Code point -> its script's one-character tag, or None for what is not counted (non-letters,
+    Common and Inherited letters): a `str.translate` table filled the first time a character is seen."""
+
+    def __missing__(self, cp: int) -> str | None:
+        char = chr(cp)
+        script = _script_of(char) if _LETTER.match(char) else None
+        tag = self[cp] = _TAG_OF.setdefault(script, chr(0xE000 + len(_TAG_OF))) if script else None
+        return tag
+
+
+_TO_TAG = _Tags()
 
 
 class _TagNames(dict):
@@ -54,6 +68,7 @@ class _TagNames(dict):
 
 
 _SCRIPT_OF_TAG = _TagNames()
+_ASCII_LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 @functools.lru_cache(maxsize=16384)
@@ -61,24 +76,67 @@ def script_counts(text: str) -> collections.Counter[str]:
     """Letters per ISO 15924 script (Common and Inherited characters are not counted). Callers must
     not change the result: it is cached, since several stages look at the same text.
 
-    Non-letters go in one C pass; plain ASCII letters are all Latin; otherwise each distinct
-    character is looked up once (Counter counts them in C).
+    Plain ASCII text has only Latin letters (counted in one C pass); otherwise each character becomes
+    its script's one-character tag (`str.translate`, in C; a character's script is looked up once
+    ever), and each tag is counted in C, in the order tags first occur.
     """
-    letters = _NOT_LETTER.sub("", text)
-    if letters.isascii():
-        return collections.Counter({"Latn": len(letters)} if letters else {})
-    # Each letter becomes its script's one-character tag (str.translate, in C), then tags are counted.
-    for char in set(letters) - _KNOWN:
-        _KNOWN.add(char)
-        script = _script_of(char)
-        _TO_TAG[ord(char)] = _TAG_OF.setdefault(script, chr(0xE000 + len(_TAG_OF))) if script else None
+    if text.isascii():
+        n = len(text) - len(text.encode("ascii").translate(None, _ASCII_LETTERS))
+        return collections.Counter({"Latn": n} if n else {})
+    tags = text.translate(_TO_TAG)
     counts: collections.Counter[str] = collections.Counter()
-    for tag, n in collections.Counter(letters.translate(_TO_TAG)).items():
-        counts[_SCRIPT_OF_TAG[tag]] += n
+    for tag in dict.fromkeys(tags):
+        counts[_SCRIPT_OF_TAG[tag]] = tags.count(tag)
     # Japanese mixes Han with kana; Korean may mix Han with Hangul.
     if counts["Hira"] or counts["Kana"]:
         counts["Jpan"] = counts.pop("Hira", 0) + counts.pop("Kana", 0) + counts.pop("Hani", 0)
     return counts
+
+
+_UNSEEN, _NOT_COUNTED = 255, 254
+_IDS = np.full(0x110000, _UNSEEN, dtype=np.uint8)  # code point -> its script's column (filled as characters are seen)
+_COLUMNS: list[str] = ["Jpan", "Hira", "Kana", "Hani"]  # column -> script; the Japanese ones first, for the merge
+
+
+def _column(cp: int) -> int:
+    char = chr(cp)
+    script = _script_of(char) if _LETTER.match(char) else None
+    if script is None:
+        return _NOT_COUNTED
+    if script not in _COLUMNS:
+        _COLUMNS.append(script)
+    return _COLUMNS.index(script)
+
+
+def script_count_matrix(texts: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Letters per script of many texts at once ([text, script] counts, and the scripts of the columns):
+    the counts `script_counts` gives each text, from one vectorised pass over the whole batch instead of
+    a pass per text (the language-ID stage reads the scripts of thousands of texts per batch)."""
+    lengths = [len(t) for t in texts]
+    cp = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)  # a lone surrogate: no letter
+    ids = _IDS[cp]
+    unseen = ids == _UNSEEN
+    if unseen.any():
+        for c in np.unique(cp[unseen]).tolist():
+            _IDS[c] = _column(c)
+        ids = _IDS[cp]
+    width = len(_COLUMNS)
+    counted = ids != _NOT_COUNTED
+    text_id = np.repeat(np.arange(len(texts)), lengths)
+    counts = np.bincount(text_id[counted] * width + ids[counted], minlength=len(texts) * width).reshape(len(texts), width)
+    japanese = (counts[:, 1] + counts[:, 2]) > 0  # Japanese mixes Han with kana (see script_counts)
+    counts[japanese, 0] = counts[japanese, 1:4].sum(1)
+    counts[japanese, 1:4] = 0
+    return counts, list(_COLUMNS)
+
+
+def dominant_scripts(counts: np.ndarray, columns: list[str]) -> list[str | None]:
+    """`dominant_script` of each row of a script_count_matrix: the script with most letters (ties: the
+    first by name), None for a text without letters."""
+    by_name = sorted(range(len(columns)), key=columns.__getitem__)
+    ordered = counts[:, by_name]
+    best, most = ordered.argmax(1).tolist(), ordered.max(1).tolist()
+    return [columns[by_name[b]] if m else None for b, m in zip(best, most, strict=True)]
 
 
 def dominant_script(text: str) -> str | None:

@@ -18,6 +18,12 @@ what neither model reads as the expected one; for a language lid.176 has no labe
 the text as that language overrules lid.176. Its reading goes into `scores.lid` as
 `<field>:cld2` ([label, share of the text, share in the expected language]). Each batch reads every
 distinct text once per model.
+
+For the languages neither model reads well (no label in either, or both read it weakly), a
+character n-gram profile of the language (`datakit/lid_profile.py`) scores how much a text reads
+like it; a field scoring under the language's calibrated floor (`langdata/lid_thresholds.profile.tsv`)
+is rejected. Its score goes
+into `scores.lid` as `<field>:profile`.
 """
 
 from __future__ import annotations
@@ -26,9 +32,12 @@ import functools
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import regex
 
+from datakit import lid_profile
 from datakit.langid import (
     LangId,
     Prediction,
@@ -36,6 +45,7 @@ from datakit.langid import (
     calibrated_thresholds,
     group_of,
     in_group,
+    profile_file,
     read_thresholds,
     second_opinion_file,
 )
@@ -43,7 +53,7 @@ from datakit.langid_cld2 import Cld2Id
 from datakit.recipe import Lid as LidConfig
 from datakit.record_stages.base import RecordStage
 from datakit.records import Record, lid_checks
-from datakit.scripts import script_counts
+from datakit.scripts import script_count_matrix, script_counts
 from datakit.stats import StageStats
 
 SECOND_SURE = 0.9  # the second opinion's share of a text in the expected language that settles its script
@@ -55,6 +65,7 @@ _INLINE_CODE = regex.compile(r"`[^`\n]*`")
 _URL = regex.compile(r"https?://\S+|www\.\S+|\S+@\S+\.\w+")
 # Letters of these scripts carry a syllable or a word each: weigh them against alphabet letters.
 _DENSE = {"Hani": 3.0, "Jpan": 3.0, "Hang": 2.0, "Yiii": 3.0}
+_BINS = [f"{i * 5:02d}" for i in range(20)]  # SCORE_HISTOGRAM's bins
 
 
 def prose(text: str) -> str:
@@ -79,15 +90,34 @@ def multi_script() -> frozenset[str]:
     return frozenset({iso for iso, scripts in by_iso.items() if len(scripts) > 1} | usual)
 
 
+@functools.cache
+def accepted_scripts(script: str) -> frozenset[str]:
+    """The scripts whose letters count as a language's own `script` (Han counts for Hans and Hant)."""
+    return frozenset({script, "Hani"} if script in ("Hans", "Hant") else {script, "Hani", "Jpan"} if script == "Jpan" else
+                     {script, "Hang", "Hani"} if script in ("Kore", "Hang") else {script})
+
+
 def script_share(text: str, script: str) -> float | None:
     """Weighted share of the text's letters in `script` (Han counts for Hans and Hant; None: no letters)."""
     counts = script_counts(text)
     if not counts:
         return None
     weights = {s: n * _DENSE.get(s, 1.0) for s, n in counts.items()}
-    accepted = {script, "Hani"} if script in ("Hans", "Hant") else {script, "Hani", "Jpan"} if script == "Jpan" else \
-        {script, "Hang", "Hani"} if script in ("Kore", "Hang") else {script}
+    accepted = accepted_scripts(script)
     return sum(w for s, w in weights.items() if s in accepted) / sum(weights.values())
+
+
+def script_shares(texts: list[str], scripts: list[str]) -> list[float | None]:
+    """`script_share` of many texts, each in its own script, from one count of the whole batch's letters
+    (the weighted counts are whole numbers, so the sums are exact and the shares the same)."""
+    if not texts:
+        return []
+    counts, columns = script_count_matrix(texts)
+    weighted = counts * np.array([_DENSE.get(c, 1.0) for c in columns])
+    total = weighted.sum(1)
+    accepted = np.array([[c in accepted_scripts(script) for c in columns] for script in scripts])
+    own = np.where(accepted, weighted, 0.0).sum(1)
+    return [None if t == 0 else o / t for o, t in zip(own.tolist(), total.tolist(), strict=True)]
 
 
 def fields_to_check(record: Record) -> list[tuple[str, str, str]]:
@@ -114,15 +144,16 @@ class _Rule:
     multi_script: bool
     supported: bool            # whether either model has a label for it
     first_knows: bool          # whether the fastText model has a label for it
+    profile: Thresholds | None = None  # the n-gram profile's floor (None: the language has none)
 
 
-@dataclass(frozen=True)
-class _Finding:
+class _Finding(NamedTuple):  # a tuple: one is made per field, and a frozen dataclass costs several times as much
     """One field's readings and whether they say it is in another language."""
 
     first: Prediction | None
     second: Prediction | None
     mismatch: bool
+    profile: float | None = None  # the n-gram profile's score, where the language has one
 
 
 class LanguageId(RecordStage):
@@ -135,18 +166,24 @@ class LanguageId(RecordStage):
             default = config.model == "default"
             shipped = calibrated_thresholds() if default else {}
             second = calibrated_thresholds(second_opinion_file("lid_thresholds.tsv")) if default else {}
+            profile = calibrated_thresholds(profile_file("lid_thresholds.tsv")) if default else {}
         elif config.thresholds == "none":
-            shipped, second = {}, {}
+            shipped, second, profile = {}, {}, {}
         else:
             shipped = read_thresholds(Path(config.thresholds).read_text(encoding="utf-8"))
-            beside = Path(second_opinion_file(config.thresholds))
-            second = read_thresholds(beside.read_text(encoding="utf-8")) if beside.is_file() else {}
+            second, profile = (read_thresholds(p.read_text(encoding="utf-8")) if p.is_file() else {}
+                               for p in (Path(second_opinion_file(config.thresholds)), Path(profile_file(config.thresholds))))
         self.thresholds = {**shipped, **{code: Thresholds(tau) for code, tau in config.overrides.items()}}
         # The second opinion is asked only with its calibration: for the default model, or beside a given file.
         self.second = Cld2Id() if second else None
         self.second_thresholds = second
+        # The profiles are used only with their floors (calibrated with the rest).
+        self.profiles = lid_profile.shipped() if profile else None
+        self.profile_thresholds = profile
         self._rules: dict[str, _Rule] = {}
-        self._checks: dict[int, list[tuple[str, str, str, _Rule, _Finding | None]]] = {}  # per record, this batch
+        self._verdicts: dict[int, str | None] = {}  # per record, this batch
+        self._stats: StageStats | None = None  # the batch's stats, while `run` runs
+        self._second_keys: dict[str, str] = {}
 
     def threshold(self, code: str) -> Thresholds | None:
         """When the model's answer rejects a field of this language; None: the model is not asked."""
@@ -163,8 +200,9 @@ class LanguageId(RecordStage):
                 second = self.second_thresholds.get(code) or (Thresholds(self.config.default_threshold)
                                                                if self.second.supports(code) else None)
             supported = self.lid.supports(code) or (self.second is not None and self.second.supports(code))
+            profile = self.profile_thresholds.get(code) if self.profiles is not None and self.profiles.supports(code) else None
             found = self._rules[code] = _Rule(iso, script, group_of(iso), self.threshold(code), second,
-                                              iso in multi_script(), supported, self.lid.supports(code))
+                                              iso in multi_script(), supported, self.lid.supports(code), profile)
         return found
 
     def mismatch(self, pred: Prediction, expected: str, general: bool = False, limits: Thresholds | None = None,
@@ -190,7 +228,8 @@ class LanguageId(RecordStage):
         knows the language, does not read the text as it."""
         out: list[_Finding | None] = [None] * len(texts)
         rules = rules or [self.rule(e) for e in expected]
-        ask = [i for i, (t, r) in enumerate(zip(texts, rules, strict=True)) if len(t) >= self.config.min_chars and (r.first or r.second)]
+        ask = [i for i, (t, r) in enumerate(zip(texts, rules, strict=True))
+               if len(t) >= self.config.min_chars and (r.first or r.second or r.profile)]
         first_ask = [i for i in ask if rules[i].first is not None]
         firsts: dict[int, Prediction] = dict(zip(first_ask, self.lid.predict([texts[i] for i in first_ask],
                                                                              [expected[i] for i in first_ask]), strict=True))
@@ -198,7 +237,12 @@ class LanguageId(RecordStage):
         for i in ask:
             pred = firsts.get(i)
             rule = rules[i]
-            bad = pred is not None and self.mismatch(pred, expected[i], general[i], rule.first)
+            if pred is None:
+                bad = False
+            elif pred.label == expected[i]:  # the usual case: no other language named, only the floor can reject
+                bad = not general[i] and pred.expected_prob < rule.first.floor  # type: ignore[union-attr]
+            else:
+                bad = self.mismatch(pred, expected[i], general[i], rule.first)
             if rule.second is not None and (pred is None or pred.expected_prob < rule.second.consult) and \
                     (not bad or not rule.first_knows):
                 later.append(i)
@@ -211,6 +255,11 @@ class LanguageId(RecordStage):
                     out[i] = _Finding(first, pred, pred.expected_prob < READS_AS)
                 else:
                     out[i] = _Finding(first, pred, self.mismatch(pred, expected[i], general[i], rules[i].second, both))
+        profiled = [i for i in ask if rules[i].profile is not None]
+        if profiled:  # languages neither model reads well: rejected when the text does not read like the language
+            for i, score in zip(profiled, self.profiles.scores([texts[i] for i in profiled], [expected[i] for i in profiled]), strict=True):  # type: ignore[union-attr]
+                first, second, bad = out[i].first, out[i].second, out[i].mismatch  # type: ignore[union-attr]
+                out[i] = _Finding(first, second, bad or score < rules[i].profile.floor, score)  # type: ignore[union-attr]
         return out
 
     def text_mismatch(self, text: str, expected: str) -> str | None:
@@ -223,58 +272,115 @@ class LanguageId(RecordStage):
         return "lid_mismatch" if found is not None and found.mismatch else None
 
     def begin_batch(self, records: list[Record]) -> None:
-        """Clean every field once, and read all the long enough ones in one call per model."""
-        texts, expected, general, rules = [], [], [], []
-        per_record = []
-        rule = self.rule
-        for record in records:
-            fields = [(field, prose(text), exp, rule(exp)) for field, text, exp in fields_to_check(record)]
-            per_record.append(fields)
+        """Clean every field once, read all the long enough ones in one call per model, count the letters
+        of those whose script is in doubt in one pass, and settle each record's verdict and scores."""
+        texts, expected, general, rules, names, owners = [], [], [], [], [], []
+        rules_of, rule = self._rules, self.rule
+        for n, record in enumerate(records):
             is_general = record["task"] == "general"
-            for _, clean, exp, rule_ in fields:
-                texts.append(clean)
+            for field, text, exp in fields_to_check(record):
+                names.append(field)
+                texts.append(prose(text))
                 expected.append(exp)
                 general.append(is_general)
-                rules.append(rule_)
-        found = iter(self.find(texts, expected, general, rules))
-        self._checks = {id(record): [(*field, next(found)) for field in fields] for record, fields in zip(records, per_record, strict=True)}
+                rules.append(rules_of.get(exp) or rule(exp))
+                owners.append(n)
+        found = self.find(texts, expected, general, rules)
+        min_shares = [self.config.script_min_share.get(record["task"], 0.5) for record in records]
+        # A confident reading of the language itself settles its script too, unless the language is
+        # written in several (Serbian, Uzbek, ...): then the letters are counted.
+        doubt = [i for i, (finding, rule_, exp, owner) in enumerate(zip(found, rules, expected, owners, strict=True))
+                 if min_shares[owner] and not (not rule_.multi_script and finding is not None and _sure(finding, exp))]
+        shares: list[float | None] = [None] * len(texts)
+        for i, share in zip(doubt, script_shares([texts[i] for i in doubt], [rules[i].script for i in doubt]), strict=True):
+            shares[i] = share
+        settled = []
+        start = 0
+        for n, record in enumerate(records):
+            end = start
+            while end < len(owners) and owners[end] == n:
+                end += 1
+            settled.append(self._settle(record, names[start:end], found[start:end], rules[start:end], shares[start:end], min_shares[n]))
+            start = end
+        self._verdicts = {id(record): verdict for record, (verdict, _, _) in zip(records, settled, strict=True)}
+        if self._stats is not None:
+            self._count(records, settled, self._stats)
 
-    def apply(self, record: Record, stats: StageStats) -> str | None:
+    def _settle(self, record: Record, names: list[str], found: list[_Finding | None], rules: list[_Rule],
+                shares: list[float | None], min_share: float) -> tuple[str | None, Prediction | None, _Rule | None]:
+        """One record's verdict from its fields' findings and script shares, its scores written; and its
+        answer's reading (for the report)."""
         scores = record["scores"].setdefault("lid", {})
         verdict = None
-        min_share = self.config.script_min_share.get(record["task"], 0.5)
         answer = answer_rule = None
-        for field, clean, expected, rule, finding in self._checks[id(record)]:
-            first = second = None
+        for field, finding, rule, share in zip(names, found, rules, shares, strict=True):
             if finding is not None:
-                first, second = finding.first, finding.second
+                first, second, _, profile = finding
                 if first is not None:
                     scores[field] = [first.label, round(first.prob, 3), round(first.expected_prob, 3)]
                 if second is not None:
-                    scores[f"{field}:{self.second.name}"] = [second.label, round(second.prob, 3), round(second.expected_prob, 3)]  # type: ignore[union-attr]
+                    scores[self._second_key(field)] = [second.label, round(second.prob, 3), round(second.expected_prob, 3)]
+                if profile is not None:
+                    scores[f"{field}:profile"] = round(profile, 3)
                 if field == "answer":
                     answer, answer_rule = first, rule
-            # A confident reading of the language itself settles its script too, unless the language
-            # is written in several (Serbian, Uzbek, ...): then the letters are counted.
-            sure = not rule.multi_script and ((first is not None and first.label == expected and first.prob >= 0.5)
-                                              or (second is not None and second.label == expected and second.prob >= SECOND_SURE))
-            share = None if sure or not min_share else script_share(clean, rule.script)
             if share is not None and share < min_share:
                 scores.setdefault("script", {})[field] = round(share, 3)
                 verdict = verdict or "script_mismatch"
                 continue
             if finding is not None and finding.mismatch:
                 verdict = verdict or "lid_mismatch"
-        lang = record["lang"]
-        if answer is not None:  # the answers' expected-language probability, for the report
-            score_bin = f"{min(int(answer.expected_prob * 20), 19) * 5:02d}"
-            stats.note(SCORE_HISTOGRAM, score_bin)
-            if not answer_rule.first_knows:  # type: ignore[union-attr]
-                stats.note(UNSUPPORTED_HISTOGRAM, score_bin)  # P = 0 by construction: the report's plot says why
-        counts = stats.report.get(lang) or stats.report.setdefault(lang, Counter())
-        counts["checked"] += 1
-        if not self.rule(lang).supported:
-            counts["unsupported"] += 1
+        if not (self._rules.get(record["lang"]) or self.rule(record["lang"])).supported:
             scores["unsupported"] = True
-        counts["rejected" if verdict else "kept"] += 1
-        return verdict
+        return verdict, answer, answer_rule
+
+    def _second_key(self, field: str) -> str:
+        """The scores key of the second opinion's reading of a field (`answer:cld2`), made once per field name."""
+        key = self._second_keys.get(field)
+        if key is None:
+            key = self._second_keys[field] = f"{field}:{self.second.name}"  # type: ignore[union-attr]
+        return key
+
+    def _count(self, records: list[Record], settled: list[tuple[str | None, Prediction | None, _Rule | None]],
+               stats: StageStats) -> None:
+        """The batch's report, counted at once (Counter.update in C, not a few dictionary updates per record):
+        per language checked, unsupported, kept and rejected; the answers' expected-language probability
+        in 5-point bins, also apart for languages the model has no label for."""
+        bins, unsupported_bins = Counter(), Counter()
+        per_lang: dict[str, list[int]] = {}  # language -> [kept, rejected]
+        for record, (verdict, answer, answer_rule) in zip(records, settled, strict=True):
+            if answer is not None:
+                score_bin = _BINS[min(int(answer.expected_prob * 20), 19)]
+                bins[score_bin] += 1
+                if not answer_rule.first_knows:  # type: ignore[union-attr]
+                    unsupported_bins[score_bin] += 1  # P = 0 by construction: the report's plot says why
+            per_lang.setdefault(record["lang"], [0, 0])[1 if verdict else 0] += 1
+        for key, found in ((SCORE_HISTOGRAM, bins), (UNSUPPORTED_HISTOGRAM, unsupported_bins)):
+            for score_bin, n in found.items():
+                stats.note(key, score_bin, n)
+        for lang, (kept, rejected) in per_lang.items():
+            report = stats.report.get(lang) or stats.report.setdefault(lang, Counter())
+            report["checked"] += kept + rejected
+            if not self.rule(lang).supported:
+                report["unsupported"] += kept + rejected
+            for key, n in (("kept", kept), ("rejected", rejected)):
+                if n:
+                    report[key] += n
+
+    def run(self, records: list[Record], stats: StageStats):
+        """The base stage's run, with the stats at hand for the batch's report (see _count)."""
+        self._stats = stats
+        try:
+            return super().run(records, stats)
+        finally:
+            self._stats = None
+
+    def apply(self, record: Record, stats: StageStats) -> str | None:
+        return self._verdicts[id(record)]
+
+
+def _sure(finding: _Finding, expected: str) -> bool:
+    """Whether either model reads the text as the expected language confidently enough to settle its script."""
+    first, second = finding.first, finding.second
+    return ((first is not None and first.label == expected and first.prob >= 0.5)
+            or (second is not None and second.label == expected and second.prob >= SECOND_SURE))
