@@ -20,11 +20,15 @@ import pyarrow.parquet as pq
 from datakit.corpus_steps.exact_dedup import dedup_key
 from datakit.corpus_steps.near_dedup import MinHashParams, signature_columns, work_fields
 from datakit.record_stages.base import Rejection
-from datakit.records import Record, to_row
+from datakit.records import Record, to_table
 from datakit.schema import record_schema, rejected_schema
 from datakit.store import StageDir, atomic_path
 
 ROW_GROUP = 1_000
+# Kept records wait, as whole batch tables, until this many are in hand, and are then split by
+# language in one pass: with a hundred languages in a batch, splitting every batch was a hundred
+# small copies of 130 columns each (a sixth of the keep step). Holds a few MB.
+SPLIT_ROWS = 16_000
 # Work files live only until the shards are written: lz4, and no dictionary for the signature
 # columns (random 16-bit values never repeat enough to pay for one). Writing them took a third of a
 # task's keep step with zstd and dictionaries everywhere; rejected files keep zstd (they are output).
@@ -43,7 +47,13 @@ def work_schema(near: MinHashParams | None) -> pa.Schema:
 
 class TaskWriters:
     """A task's Parquet writers: one work file per language for kept records, one file per stage
-    that rejected something."""
+    that rejected something.
+
+    A batch becomes one Arrow table (columns built once, keys and signatures for the whole batch),
+    and batches are split by language only every `SPLIT_ROWS` rows: a build with a hundred
+    languages in a batch used to make a hundred small tables of 130 columns each, one column at a
+    time, and most of the keep step went to that bookkeeping. `kept_paths` and `rows` are complete
+    after `close`."""
 
     def __init__(self, stage_dir: StageDir, task: str, near: MinHashParams | None):
         self.stage_dir, self.task, self.near = stage_dir, task, near
@@ -51,6 +61,9 @@ class TaskWriters:
         self.kept_paths: dict[str, Path] = {}
         self._open: dict[str, tuple[Any, pq.ParquetWriter, pa.Schema]] = {}
         self._buffers: dict[str, list[pa.Table]] = {}
+        self._pending: dict[str, int] = {}
+        self._unsplit: list[pa.Table] = []  # kept batches not yet split by language
+        self._unsplit_langs: list[str] = []
         self.rejected_files: dict[str, str] = {}
         self.rows: dict[str, int] = {}
 
@@ -58,56 +71,82 @@ class TaskWriters:
         if key not in self._open:
             ctx = atomic_path(path)
             self._open[key] = (ctx, pq.ParquetWriter(ctx.__enter__(), schema, **(options or {"compression": "zstd"})), schema)
-            self._buffers[key] = []
+            self._buffers[key], self._pending[key] = [], 0
 
     def _add(self, key: str, table: pa.Table, final: bool = False) -> None:
-        buffer = self._buffers[key]
+        """Buffer the rows; write whole row groups only (all that is left when `final`), so the
+        file's row groups do not depend on how the rows were batched. Tables are joined only when
+        a row group is due, not on every batch."""
         if table.num_rows:
-            buffer.append(table)
-        pending = pa.concat_tables(buffer) if buffer else None
-        if pending is None:
+            self._buffers[key].append(table)
+            self._pending[key] += table.num_rows
+        rows = self._pending[key]
+        cut = rows if final else rows - rows % ROW_GROUP
+        if not cut:
             return
-        cut = pending.num_rows if final else pending.num_rows - pending.num_rows % ROW_GROUP
-        if cut:
-            self._open[key][1].write_table(pending.slice(0, cut), row_group_size=ROW_GROUP)
-        self._buffers[key] = [pending.slice(cut)] if cut < pending.num_rows else []
+        pending = pa.concat_tables(self._buffers[key])
+        self._open[key][1].write_table(pending.slice(0, cut), row_group_size=ROW_GROUP)
+        rest = pending.slice(cut)
+        self._buffers[key], self._pending[key] = ([rest] if rest.num_rows else []), rest.num_rows
 
     def keep(self, records: list[Record]) -> None:
-        by_lang: dict[str, list[Record]] = {}
-        for r in records:
-            by_lang.setdefault(r["lang"], []).append(r)
-        for lang, group in sorted(by_lang.items()):
-            self._keep(lang, group)
+        """Take a batch of kept records, with their keys, for their languages' work files."""
+        if not records:
+            return
+        self._unsplit.append(self._work_table(records))
+        self._unsplit_langs += [r["lang"] for r in records]
+        if len(self._unsplit_langs) >= SPLIT_ROWS:
+            self._split()
 
-    def _keep(self, lang: str, records: list[Record]) -> None:
+    def _split(self) -> None:
+        """The waiting rows to their languages' buffers, in their order: one copy per language
+        (a slice would keep every waiting row in memory until its language's next row group)."""
+        if not self._unsplit:
+            return
+        by_lang: dict[str, list[int]] = {}
+        for i, lang in enumerate(self._unsplit_langs):
+            by_lang.setdefault(lang, []).append(i)
+        table = pa.concat_tables(self._unsplit)
+        self._unsplit, self._unsplit_langs = [], []
+        if len(by_lang) == 1:
+            self._keep(next(iter(by_lang)), table)
+            return
+        table = table.combine_chunks()  # else every take would join the batches' chunks again
+        for lang, rows in sorted(by_lang.items()):
+            self._keep(lang, table.take(pa.array(rows, pa.int64())))
+
+    def _work_table(self, records: list[Record]) -> pa.Table:
+        """The batch as work-file columns: the record's, the exact-dedup key, the size and, for
+        near dedup, bucket key and signature (one matrix for the batch)."""
+        extra: dict[str, list | pa.Array] = {
+            "_dkey": [dedup_key(r) for r in records],
+            "_nbytes": [sum(len(m["content"].encode("utf-8")) for m in r["messages"]) for r in records],
+        }
+        if self.near:
+            extra.update(signature_columns(records, self.near))
+        return to_table(records, self.schema, extra)
+
+    def _keep(self, lang: str, table: pa.Table) -> None:
         if lang not in self.kept_paths:
             self.kept_paths[lang] = self.stage_dir.file("records", self.task, f"{lang}.parquet")
             self._writer(f"kept:{lang}", self.kept_paths[lang], self.schema, **work_file_options(self.schema))
-        rows = [to_row(r) for r in records]
-        for row, rec in zip(rows, records, strict=True):
-            row["_dkey"] = dedup_key(rec)
-            row["_nbytes"] = sum(len(m["content"].encode("utf-8")) for m in rec["messages"])
-        base = pa.schema([f for f in self.schema if not f.name.startswith(("_nkey", "_mh"))])
-        table = pa.Table.from_pylist(rows, schema=base)
-        if self.near:
-            for name, column in signature_columns(records, self.near).items():
-                table = table.append_column(name, column)
         self._add(f"kept:{lang}", table)
-        self.rows[lang] = self.rows.get(lang, 0) + len(rows)
+        self.rows[lang] = self.rows.get(lang, 0) + table.num_rows
 
     def reject(self, rejections: list[Rejection]) -> None:
-        by_stage: dict[str, list[dict]] = {}
+        by_stage: dict[str, list[Rejection]] = {}
         for rej in rejections:
-            row = to_row(rej.record)
-            row["stage"], row["reason"] = rej.stage, rej.reason
-            by_stage.setdefault(rej.stage, []).append(row)
-        for stage, rows in by_stage.items():
+            by_stage.setdefault(rej.stage, []).append(rej)
+        for stage, group in by_stage.items():
             path = self.stage_dir.file("rejected", stage, f"{self.task}.parquet")
             self._writer(stage, path, rejected_schema())
             self.rejected_files[stage] = str(path)
-            self._add(stage, pa.Table.from_pylist(rows, schema=rejected_schema()))
+            table = to_table([rej.record for rej in group], rejected_schema(),
+                             {"stage": [stage] * len(group), "reason": [rej.reason for rej in group]})
+            self._add(stage, table)
 
     def close(self) -> None:
+        self._split()
         for key, (ctx, writer, _) in self._open.items():
             self._add(key, self._open[key][2].empty_table(), final=True)
             writer.close()

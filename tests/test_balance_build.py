@@ -89,7 +89,8 @@ def test_shortfall_is_reported_when_the_data_cannot_fill_the_target(corpus, tmp_
 
 def test_upsampling_repeats_translations_as_new_records(corpus, tmp_path):
     out = tmp_path / "out"
-    result = build(corpus, out, target=2000, **{"balance.mix": {"zh": 0.0, "en": 0.0, "cross_lingual": 1.0}, "balance.max_repeat": 2})
+    # ~2,050 records are available: a target well above them needs repeats whatever the seeded choices made
+    result = build(corpus, out, target=2600, **{"balance.mix": {"zh": 0.0, "en": 0.0, "cross_lingual": 1.0}, "balance.max_repeat": 2})
     rows = check_contract(out)  # unique ids: repeats are re-rendered, not copied
     balance = result.stats["stages"][-1]
     assert balance["repeated"] > 0 and len(rows) == balance["kept"]

@@ -114,3 +114,21 @@ def test_general_records_keep_todays_policy_answers_only(corpus):
     untouched = general(src)
     assert verdicts([untouched], pii="keep", pii_translations="redact") == [None]
     assert untouched["messages"][-1]["content"] == src
+
+
+def test_mojibake_asks_ftfy_only_where_it_could_change_a_line(corpus):
+    # The shortcut (ASCII text, or no match of ftfy's badness pattern in the whole text nor its
+    # anchored "Ã " at a line's start) must answer as asking ftfy line by line does, on real text
+    # in every NTREX and UDHR language and on planted mojibake, a line-initial "Ã " included.
+    import ftfy
+
+    from datakit.record_stages.quality import mojibake
+    from datakit.sources.parallel import udhr_articles
+
+    texts = ["\n".join(path.read_text(encoding="utf-8").splitlines()[:30])
+             for path in sorted((corpus / "ntrex128/NTREX-128").glob("newstest2019-*.txt"))]
+    texts += ["\n".join(list(udhr_articles(path).values())[:3]) for path in sorted((corpus / "udhr/data/udhr").glob("udhr_*.xml"))[:200]]
+    planted = ["Bonjour.\nLe cafÃ© était fermé.", "Fin.\nÃ la carte", "Ã la carte", "1.\nÂ vous", "donâ€™t", "TAKPEKPEGÃ LE GBEƑÃ"]
+    answers = [mojibake(t) for t in texts + planted]
+    assert answers == [any(ftfy.fix_encoding(line) != line for line in t.split("\n")) for t in texts + planted]
+    assert sum(answers[len(texts):]) >= 3 and len(texts) > 300

@@ -3,7 +3,8 @@
 One builder per kind of example: general instructions pass through as they are; parallel text
 becomes translation instructions in both directions around each pivot; parallel QA becomes
 same-language and cross-lingual QA. Every choice a builder makes (instruction language, template)
-comes from a generator seeded by the recipe seed and the row's stable key, never from the worker.
+is drawn from hashes of the recipe seed and the row's stable key (`records.seeded_rng`), never
+from the worker.
 """
 
 from __future__ import annotations

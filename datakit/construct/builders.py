@@ -102,7 +102,7 @@ def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe, nativ
         rng = seeded_rng(recipe.seed, source.name, row.loc, src, tgt)
         template = frame(recipe, native, ex, rng)
         inst_lang = template.lang
-        user = template.render(**T.frame_names(src, tgt, inst_lang), text=ex.texts[src])
+        user = T.frame_text(template, src, tgt, inst_lang, ex.texts[src])
         lang = tgt if ex.focus in HUBS or src not in HUBS and tgt not in HUBS else ex.focus
         joined = {ex.joined[c] for c in (src, tgt) if c in ex.joined}
         record = _record(source, row, messages=_turns(user, ex.texts[tgt]), lang=lang, task="translation",

@@ -167,7 +167,7 @@ def interactive(ex: Parallel, row: RawRow, source_name: str, license_: str, seed
         current = answer
     if not turns:
         return None
-    messages = [{"role": "user", "content": template.render(**T.frame_names(src, tgt, inst), text=ex.texts[src])}, {"role": "assistant", "content": first_answer}]
+    messages = [{"role": "user", "content": T.frame_text(template, src, tgt, inst, ex.texts[src])}, {"role": "assistant", "content": first_answer}]
     for _, request, answer, _, _ in turns:
         messages += [{"role": "user", "content": request}, {"role": "assistant", "content": answer}]
     lang = tgt if x in HUBS else x

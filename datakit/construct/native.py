@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 from datakit.construct.llm_step import checked_by_lid, step_client
-from datakit.construct.templates import TRANSLATION, NativeTemplates, Template
+from datakit.construct.templates import SLOT, TRANSLATION, NativeTemplates, Template
 from datakit.llm import Request
 from datakit.llm.prompts import template_messages
 from datakit.recipe import Recipe
@@ -46,6 +46,8 @@ def shape_problem(text: str, english: str) -> str | None:
     rest = _PLACEHOLDER.sub("", text)
     if "{" in rest or "}" in rest:
         return "a brace outside the placeholders"
+    if SLOT in text:  # what stands for the text while a frame is filled (templates.frame_parts)
+        return "a NUL character"
     return None
 
 

@@ -12,17 +12,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from datakit.construct.templates import TRANSLATION, Template, frame_names
+from datakit.construct.templates import TRANSLATION, Template, frame_parts, frame_text
 from datakit.hashing import canonical_json
 from datakit.records import record_id, seeded_rng
 from datakit.text import normalise_text
 
-_SLOT = "\x00"
-
 
 def source_text(row: dict[str, Any], template: Template, inst_lang: str) -> str | None:
-    framed = template.render(**frame_names(row["src_lang"], row["tgt_lang"], inst_lang), text=_SLOT)
-    before, after = framed.split(_SLOT)
+    before, after = frame_parts(template, row["src_lang"], row["tgt_lang"], inst_lang)
     prefix, suffix = before.lstrip(), after.rstrip()
     user = next(m["content"] for m in row["messages"] if m["role"] == "user")
     if not (user.startswith(prefix) and user.endswith(suffix)) or len(user) < len(prefix) + len(suffix):
@@ -47,7 +44,7 @@ def rerender(row: dict[str, Any], copy: int, seed: int, native: tuple[Template, 
     others = sorted((t for t in pool if t.id != template.id and t.unit in (unit, "any")), key=lambda t: t.id)
     seeded_rng(seed, "repeat", row["id"]).shuffle(others)
     new = others[(copy - 1) % len(others)]
-    user = normalise_text(new.render(**frame_names(row["src_lang"], row["tgt_lang"], new.lang), text=text), "NFC")
+    user = normalise_text(frame_text(new, row["src_lang"], row["tgt_lang"], new.lang, text), "NFC")
     out = dict(row)
     out["messages"] = [{"role": "user", "content": user} if m["role"] == "user" else dict(m) for m in row["messages"]]
     out["meta"] = canonical_json({**meta, "template": new.id, "instruction_lang": new.lang, "repeat_of": row["id"], "repeat": copy})

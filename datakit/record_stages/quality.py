@@ -15,11 +15,13 @@ can be explained and a threshold tuned.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections import Counter
 
 import ftfy
 import regex
+from ftfy.badness import is_bad
 
 from datakit.recipe import Quality as QualityConfig
 from datakit.record_stages.base import RecordStage
@@ -41,6 +43,9 @@ NUMBER = regex.compile(r"\d+(?:[.,\u00a0\u202f ]\d{3})*(?:[.,]\d+)?")
 DENSE = {"Hani": 3.0, "Jpan": 3.0, "Hang": 2.0, "Yiii": 3.0}
 
 
+# The measures of one text are cached: a translation's two texts come back as the other side of
+# the reverse direction, as the other hub's source and in the interactive record (four to six times).
+@functools.lru_cache(maxsize=16384)
 def weighted_length(text: str) -> float:
     return sum(n * DENSE.get(s, 1.0) for s, n in script_counts(text).items())
 
@@ -55,30 +60,35 @@ def ngram_repetition(text: str) -> float:
     """Share of the text's tokens covered by word 5-grams (character 10-grams in unspaced scripts)
     that occur more than once: high for text that loops."""
     unspaced = mostly_unspaced(text)
-    tokens = [c for c in text if not c.isspace()] if unspaced else text.split()
     n = 10 if unspaced else 5
+    words = text.split()
+    tokens: str | list[str] = "".join(words) if unspaced else words  # characters of an unspaced text
     if len(tokens) < 20 * n:
         return 0.0  # a short answer may say a phrase twice; looping shows over a longer text
-    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    # n-grams as strings (characters) or tuples zipped in C; coverage as a running end, since the
+    # repeated grams come in order: the tokens a gram adds are those past the previous one's end.
+    grams = [tokens[i : i + n] for i in range(len(tokens) - n + 1)] if unspaced else list(zip(*(tokens[k:] for k in range(n)), strict=False))
     seen = Counter(grams)
-    covered = set()
+    covered = end = 0
     for i, g in enumerate(grams):
         if seen[g] > 1:
-            covered.update(range(i, i + n))
-    return len(covered) / len(tokens)
+            covered += i + n - max(i, end)
+            end = i + n
+    return covered / len(tokens)
 
 
 _SEPARATORS = regex.compile(r"[.,\u00a0\u202f ]")
 
 
-def numbers(text: str) -> set[str]:
+@functools.lru_cache(maxsize=16384)
+def numbers(text: str) -> frozenset[str]:
     """Numbers written with digits (any script's digits), separators dropped: 7,000 and 7 000 match."""
     out = set()
     for m in NUMBER.findall(text):  # \d matches every script's decimal digits
         if not m.isascii():
             m = "".join(str(unicodedata.digit(c)) if c.isdigit() else c for c in m)
         out.add(_SEPARATORS.sub("", m).lstrip("0") or "0")
-    return out
+    return frozenset(out)
 
 
 # Tasks whose answer renders text the prompt gives (a translation, a span of a passage): redacting
@@ -102,13 +112,25 @@ def redact(messages: list[dict]) -> int:
     return found
 
 
+_LINE_START_A = regex.compile(r"^[ÃÂ] ", regex.M)  # the anchored part of ftfy's badness pattern
+
+
+@functools.lru_cache(maxsize=16384)
 def mojibake(text: str) -> bool:
     """Whether a line of the text decodes back as mojibake (UTF-8 read as Latin-1 and the like).
 
     Only text ftfy can decode back counts (its `badness` heuristic alone flags legitimate quotes
     next to accented letters), and line by line: over a whole document ftfy also takes a capital
     Ã before a space for a mangled "à", which an Ewe heading in capitals ("TAKPEKPEGÃ LE
-    GBEƑÃ") legitimately has; real mojibake shows within its own line."""
+    GBEƑÃ") legitimately has; real mojibake shows within its own line.
+
+    ftfy leaves a line as it is when it is ASCII or its badness pattern does not match it. That
+    pattern matches within a line only where it matches the whole text, but for its one anchored
+    part (Ã or Â, then a space, at the start), asked here at every line's start: a text neither
+    finds has no line ftfy would change, and no line is asked (most texts: the calls per line
+    were half the stage). Cached, as a reference is the answer of several records."""
+    if text.isascii() or not (is_bad(text) or _LINE_START_A.search(text)):
+        return False
     return any(ftfy.fix_encoding(line) != line for line in text.split("\n"))
 
 
