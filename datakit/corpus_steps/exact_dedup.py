@@ -4,7 +4,7 @@ Each record gets a 16-byte key in its partition task (`dedup_key`): a hash of it
 and normalised text (NFKC, case-folded, punctuation and symbols removed, whitespace collapsed).
 What the text is depends on the task: the two sides of a translation (its instruction wording is
 a template choice, not content), the turns of a conversation otherwise. The corpus step
-(`find_duplicates`) works on those keys alone, so it fits in memory at millions of records; in
+(`duplicates_among`) works on those keys alone, so it fits in memory at millions of records; in
 each group of equal keys the record with the smallest id stays, whichever worker made it.
 """
 
@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from datakit.corpus_steps.gather import gather
 from datakit.hashing import canonical_bytes
 from datakit.records import Record, content_texts, dedup_scope
 from datakit.text import dedup_text
@@ -30,33 +31,68 @@ def dedup_key(record: Record) -> bytes:
 def find_duplicates(keys: pa.Table) -> pa.Table:
     """Rows that duplicate another row's key: (`part`, `row`, `duplicate_of`).
 
-    `keys` has columns `part` (int), `row` (int), `id` (str), `key` (binary). The representative of
-    each group is its smallest id (ties by part and row), so the answer does not depend on the order
-    the rows arrive in.
+    `keys` has columns `part` (int), `row` (int), `id` (str), `key` (16 bytes). The representative
+    of each group is its smallest id (ties by part and row), so the answer does not depend on the
+    order the rows arrive in.
     """
-    if keys.num_rows == 0:
-        return pa.table({"part": pa.array([], pa.int64()), "row": pa.array([], pa.int64()), "duplicate_of": pa.array([], pa.string())})
-    order = pc.sort_indices(keys, sort_keys=[("key", "ascending"), ("id", "ascending"), ("part", "ascending"), ("row", "ascending")])
-    sorted_keys = keys.take(order)
-    key = sorted_keys.column("key").combine_chunks()
-    same = np.zeros(len(key), dtype=bool)
-    if len(key) > 1:
-        same[1:] = pc.equal(key.slice(1), key.slice(0, len(key) - 1)).to_numpy(zero_copy_only=False)
-    group_start = np.where(same, 0, np.arange(len(key)))
-    group_start = np.maximum.accumulate(group_start)
-    dup_rows = np.nonzero(same)[0]
-    ids = sorted_keys.column("id").combine_chunks()
-    return pa.table({
-        "part": sorted_keys.column("part").take(pa.array(dup_rows)),
-        "row": sorted_keys.column("row").take(pa.array(dup_rows)),
-        "duplicate_of": ids.take(pa.array(group_start[dup_rows])),
-    })
+    order = pc.sort_indices(keys, sort_keys=[("part", "ascending"), ("row", "ascending")])
+    ranked = keys.take(order)
+    positions, originals = duplicates_among(ranked.column("id"), ranked.column("key"))
+    at = pa.array(positions)
+    return pa.table({"part": ranked.column("part").take(at), "row": ranked.column("row").take(at),
+                     "duplicate_of": pa.array(originals, pa.string())})
 
 
-def duplicates_among(ids: pa.Array | pa.ChunkedArray, keys: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
-    """Positions of the rows whose key an earlier-ranked row holds, and the id each duplicates (the
-    smallest id of its group, ties by position): `find_duplicates` over one list of rows."""
-    n = len(ids)
-    dups = find_duplicates(pa.table({"id": ids, "key": keys, "part": pa.array(np.zeros(n, dtype=np.int64)),
-                                     "row": pa.array(np.arange(n, dtype=np.int64))}))
-    return dups.column("row").to_numpy(), dups.column("duplicate_of").to_pylist()
+KEY_TYPE = pa.binary(16)
+
+
+def key_words(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The 16-byte keys as an (n, 2) uint64 array, copied one Arrow chunk at a time: the only
+    full-size copy exact dedup makes (an Arrow sort of the key column took several)."""
+    keys = keys if isinstance(keys, pa.ChunkedArray) else pa.chunked_array([keys], type=keys.type)
+    if keys.type != KEY_TYPE:
+        keys = keys.cast(KEY_TYPE)  # a variable-width binary column of 16-byte values; fails on any other length
+    if keys.null_count:
+        raise ValueError(f"{keys.null_count} rows have no exact-dedup key")
+    out = np.empty((len(keys), 2), dtype=np.uint64)
+    at = 0
+    for chunk in keys.chunks:
+        n = len(chunk)
+        if n:
+            words = np.frombuffer(chunk.buffers()[1], dtype=np.uint64, count=2 * (chunk.offset + n)).reshape(-1, 2)
+            out[at : at + n] = words[chunk.offset :]
+        at += n
+    return out
+
+
+def duplicates_among(ids: pa.Array | pa.ChunkedArray, keys: pa.Array | pa.ChunkedArray,
+                     rows: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """Positions (ascending) of the rows whose key a better-ranked row holds, and the id each
+    duplicates: the smallest id of its group, ties by position. `rows`: compare only these rows
+    (ascending; positions are then into `rows`).
+
+    Equal keys are found by a numpy sort of the keys alone (24 bytes a row); ids are looked at
+    only for the rows in a group of two or more, a few percent of a corpus."""
+    words = key_words(keys)
+    if rows is not None:
+        words = words[rows]
+    n = len(words)
+    if n < 2:
+        return np.zeros(0, dtype=np.int64), []
+    order = np.lexsort((words[:, 1], words[:, 0]))
+    same = words[order[1:], 0] == words[order[:-1], 0]
+    same &= words[order[1:], 1] == words[order[:-1], 1]  # same[i]: sorted rows i and i+1 hold one key
+    del words
+    grouped = np.zeros(n, dtype=bool)
+    grouped[1:] = same
+    grouped[:-1] |= same
+    at = np.flatnonzero(grouped)
+    members = order[at]  # rows in a group of two or more, group after group
+    group = np.cumsum(~np.r_[False, same][at])  # a new group wherever a row does not continue the one before
+    names = gather(ids, members if rows is None else rows[members]).to_pylist()
+    best: dict[int, tuple[str, int]] = {}
+    for g, name, row in zip(group.tolist(), names, members.tolist(), strict=True):
+        if g not in best or (name, row) < best[g]:
+            best[g] = (name, row)
+    dups = sorted((row, best[g][0]) for g, row in zip(group.tolist(), members.tolist(), strict=True) if best[g][1] != row)
+    return np.array([r for r, _ in dups], dtype=np.int64), [name for _, name in dups]

@@ -1,27 +1,34 @@
 """The steps that need the whole corpus at once: exact dedup, near dedup, balance, and their driver.
 
 They run on the driver over compact keys read from the work files (id, group, language,
-task, dedup key, size: a few dozen bytes a record; near dedup reads its signature one LSH band at a
-time), never over the text. Each stage narrows a mask of surviving rows; its rejections are then
-written per work file by one task per file that has any, with what each rejected row matched.
+task, dedup key, size: a few dozen bytes a record), never over the text. What each step adds to
+them is bounded: exact dedup sorts the 16-byte keys in numpy (ids only for rows that share a key),
+near dedup hashes each surviving row's LSH bucket file by file, a few bands at a time
+(`near_read`), and only the rows a step removes or selects are gathered from the key table.
+Each stage narrows a mask of surviving rows; its rejections are then written per work file by one
+task per file that has any, with what each rejected row matched.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from datakit.corpus_steps import near_dedup as nd
 from datakit.corpus_steps.balance import BalanceSettings, Quotas, plan_selection
 from datakit.corpus_steps.exact_dedup import duplicates_among
+from datakit.corpus_steps.gather import gather, gather_table
+from datakit.corpus_steps.memory import release_memory
+from datakit.corpus_steps.near_read import BandReader, SurvivingRows, read_signatures
 from datakit.engine import Engine
 from datakit.hashing import canonical_json
 from datakit.partition import PartitionResult
@@ -40,7 +47,7 @@ class RejectJob:
     reason: str
     source_file: str
     rows: tuple[int, ...]
-    meta: tuple[dict, ...]
+    meta: tuple[tuple[str, tuple], ...]  # (meta key, its value for each row): columns, not a dict per row
     out: str
     fingerprint: str
     task: str
@@ -60,9 +67,9 @@ def write_rejected(job: RejectJob) -> RejectedFile:
         return RejectedFile(**done, reused=True)
     table = take_rows(job.source_file, job.rows)
     rows = table.select([c for c in rejected_schema().names if c in table.column_names]).to_pylist()
-    for row, extra in zip(rows, job.meta, strict=True):
+    for i, row in enumerate(rows):
         meta = json.loads(row["meta"])
-        meta.update(extra)
+        meta.update({name: values[i] for name, values in job.meta})
         row["meta"] = canonical_json(meta)
         row["stage"], row["reason"] = job.stage, job.reason
     path = stage_dir.file("rejected", job.stage, f"{job.task}.parquet")
@@ -74,99 +81,103 @@ def write_rejected(job: RejectJob) -> RejectedFile:
 
 @dataclass
 class Removal:
-    """What one corpus step took out: rows (global indices) and, per row, what to add to its meta."""
+    """What one corpus step took out: rows (global indices) and what to add to their meta, as
+    columns (meta key -> a value per row): a dict per row was tens of MB at a million records."""
 
     stage: str
     reason: str
     rows: np.ndarray
-    meta: list[dict] = field(default_factory=list)
+    meta: dict[str, list] = field(default_factory=dict)
 
 
 def exact_removal(keys: pa.Table, alive: np.ndarray) -> Removal:
     index = np.flatnonzero(alive)
-    sub = keys.select(["id", "key"]).take(pa.array(index))  # the two columns it compares, not the whole key table
-    positions, originals = duplicates_among(sub.column("id"), sub.column("key"))
-    return Removal("exact_dedup", "exact_duplicate", index[positions], [{"duplicate_of": m} for m in originals])
+    positions, originals = duplicates_among(keys.column("id"), keys.column("key"), index)
+    return Removal("exact_dedup", "exact_duplicate", index[positions], {"duplicate_of": originals})
 
 
-NEAR_READ_BYTES = 256 << 20  # signature columns held at once while near dedup reads its bands
+def rows_per_file(keys: pa.Table, files: list[str]) -> np.ndarray:
+    """Rows of each work file in the key table (`part`), counted one chunk at a time."""
+    counts = np.zeros(len(files), dtype=np.int64)
+    for chunk in keys.column("part").chunks:
+        counts += np.bincount(chunk.to_numpy(), minlength=len(files))
+    return counts
 
 
 def near_removal(keys: pa.Table, alive: np.ndarray, files: list[str], params: nd.MinHashParams) -> Removal:
     """Near duplicates among the surviving rows (global indices in, global indices out)."""
-    index = np.flatnonzero(alive)
+    rows = SurvivingRows.of(files, rows_per_file(keys, files), alive)
+    index = rows.index
     if len(index) == 0:
         return Removal("near_dedup", "near_duplicate", np.zeros(0, dtype=np.int64))
-    parts = keys.column("part").to_numpy()
-    rows = keys.column("row").to_numpy()
-    cols = nd.columns(params)
+    id_column = keys.column("id")
 
-    # Bands are read a few at a time, as many as fit NEAR_READ_BYTES: every work file is opened once
-    # per group of bands, not once per band (thousands of small files), and memory stays bounded.
-    per_group = max(1, NEAR_READ_BYTES // max(1, keys.num_rows * params.rows * 2))
-    group: dict[str, Any] = {}
+    def ids(local: np.ndarray) -> pa.Array:
+        return gather(id_column, index[local])
 
-    def read_band(band: int):
-        if not group or not group["first"] <= band < group["first"] + per_group:
-            wanted = cols[band * params.rows : min(params.bands, band + per_group) * params.rows]
-            t = pa.concat_tables([pq.ParquetFile(f).read(columns=["_nkey", *wanted]) for f in files])
-            group.update(first=band, table=t, nkey=t.column("_nkey").to_numpy()[index])
-        t = group["table"]
-        band_cols = np.stack([t.column(c).to_numpy() for c in cols[band * params.rows : (band + 1) * params.rows]], axis=1)[index]
-        return band_cols, group["nkey"]
-
-    def read_signatures(involved: np.ndarray) -> np.ndarray:
-        sigs = np.zeros((len(involved), params.num_perm), dtype=np.uint16)
-        glob_rows = index[involved]
-        for p in np.unique(parts[glob_rows]):  # one read per work file, of its candidate rows only
-            mine = np.flatnonzero(parts[glob_rows] == p)
-            t = take_rows(files[int(p)], tuple(int(r) for r in rows[glob_rows[mine]]), cols)
-            sigs[mine] = np.stack([t.column(c).to_numpy() for c in cols], axis=1)
-        return sigs
-
-    # The surviving rows' ids stay in Arrow: millions of Python strings would be the driver's largest object.
-    local_ids = keys.column("id").take(pa.array(index)).combine_chunks()
-    found = nd.find_near(read_band, read_signatures, len(index), local_ids, params)
+    found = nd.find_near(BandReader(rows, params), functools.partial(read_signatures, rows, params), len(index), ids, params)
     if not found:
         return Removal("near_dedup", "near_duplicate", np.zeros(0, dtype=np.int64))
-    out_rows = np.array(sorted(index[r] for r in found), dtype=np.int64)
-    by_global = {int(index[r]): (rep, s) for r, (rep, s) in found.items()}
-    meta = [{"near_duplicate_of": local_ids[by_global[int(g)][0]].as_py(), "similarity": round(by_global[int(g)][1], 3)}
-            for g in out_rows]
-    return Removal("near_dedup", "near_duplicate", out_rows, meta)
+    local = np.array(sorted(found), dtype=np.int64)
+    reps = ids(np.array([found[r][0] for r in local.tolist()], dtype=np.int64)).to_pylist()
+    meta = {"near_duplicate_of": reps, "similarity": [round(found[r][1], 3) for r in local.tolist()]}
+    return Removal("near_dedup", "near_duplicate", index[local], meta)
 
 
 def reject_jobs(removal: Removal, keys: pa.Table, files: list[str], tasks: list[str], out: Path, fingerprint: str) -> list[RejectJob]:
-    parts = keys.column("part").to_numpy()
-    rows = keys.column("row").to_numpy()
-    by_part: dict[int, list[tuple[int, dict]]] = {}
-    for g, extra in zip(removal.rows, removal.meta, strict=True):
-        by_part.setdefault(int(parts[g]), []).append((int(rows[g]), extra))
+    """One job per work file with removed rows, its rows ascending, each with its meta values."""
+    parts = gather(keys.column("part"), removal.rows).to_numpy()
+    rows = gather(keys.column("row"), removal.rows).to_numpy()
+    order = np.lexsort((rows, parts))
+    bounds = np.flatnonzero(np.r_[True, parts[order][1:] != parts[order][:-1], True]) if len(order) else np.zeros(1, dtype=np.int64)
     jobs = []
-    for p, items in sorted(by_part.items()):
-        items.sort(key=lambda x: x[0])
-        jobs.append(RejectJob(stage=removal.stage, reason=removal.reason, source_file=files[p], rows=tuple(r for r, _ in items),
-                              meta=tuple(m for _, m in items), out=str(out), fingerprint=fingerprint, task=tasks[p]))
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        mine = order[lo:hi].tolist()
+        p = int(parts[mine[0]])
+        jobs.append(RejectJob(stage=removal.stage, reason=removal.reason, source_file=files[p], rows=tuple(rows[mine].tolist()),
+                              meta=tuple((name, tuple(values[i] for i in mine)) for name, values in sorted(removal.meta.items())),
+                              out=str(out), fingerprint=fingerprint, task=tasks[p]))
     return jobs
+
+
+KEY_BATCH_FILES = 32  # work files whose keys are read, then made one chunk, at a time
+
+
+def read_corpus_keys(files: list[str]) -> pa.Table:
+    """The key table of the work files (`workfile.read_keys`), read a batch of files at a time and
+    each batch made one chunk: one chunk per file left thousands of small buffers that the
+    allocator held at nearly twice their size, the larger part of the driver's memory."""
+    if not files:
+        return read_keys(files)
+    batches = []
+    for k in range(0, len(files), KEY_BATCH_FILES):
+        batch = read_keys(files[k : k + KEY_BATCH_FILES])
+        at = batch.schema.get_field_index("part")
+        batch = batch.set_column(at, batch.field(at), pc.add(batch.column(at), pa.scalar(k, pa.int64()))).combine_chunks()
+        batches.append(batch)
+        release_memory()
+    return pa.concat_tables(batches)
 
 
 def dedup_removals(recipe: Recipe, keys: pa.Table, files: list[str], alive: np.ndarray) -> Iterator[Removal]:
     """The recipe's dedup steps in order, each over the rows the ones before left `alive` (the
     caller takes each removal's rows out of `alive` before asking for the next)."""
     if recipe.dedup.exact:
-        yield exact_removal(keys, alive)
-        pa.default_memory_pool().release_unused()  # Arrow keeps freed buffers otherwise: the driver's peak
+        removal = exact_removal(keys, alive)
+        release_memory()
+        yield removal
     params = nd.params_for(recipe.dedup.near)
     if params is not None:
-        yield near_removal(keys, alive, files, params)
-        pa.default_memory_pool().release_unused()
+        removal = near_removal(keys, alive, files, params)
+        release_memory()
+        yield removal
 
 
 def cells_after_dedup(recipe: Recipe, partitions: list[PartitionResult]) -> Counter:
     """Records per (group, language, task) that dedup would leave, written nowhere: what reading by
     quota checks its quotas against before it stops reading."""
     files = [path for p in partitions for path in p.records.values()]
-    keys = read_keys(files)
+    keys = read_corpus_keys(files)
     alive = np.ones(keys.num_rows, dtype=bool)
     for removal in dedup_removals(recipe, keys, files, alive):
         alive[removal.rows] = False
@@ -199,13 +210,16 @@ def run_corpus_steps(recipe: Recipe, partitions: list[PartitionResult], fp: dict
     parts = [(p, lang, path) for p in partitions for lang, path in p.records.items()]
     files = [path for _, _, path in parts]
     tasks = [f"{p.task}--{lang}" for p, lang, _ in parts]
-    keys = read_keys(files)
+    keys = read_corpus_keys(files)
     n = keys.num_rows
-    source_of_part = np.array([p.source for p, _, _ in parts] or [""], dtype=object)
-    source = source_of_part[keys.column("part").to_numpy()] if n else np.array([], dtype=object)
+    # Each row's source as a small integer (the index of its name, sorted), one Arrow chunk at a time.
+    names = sorted({p.source for p, _, _ in parts})
+    part_source = np.array([names.index(p.source) for p, _, _ in parts] or [0], dtype=np.int32)
+    chunks = [part_source[c.to_numpy()] for c in keys.column("part").chunks]
+    source = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
     alive = np.ones(n, dtype=bool)
     stages: list[StageStats] = []
-    per_source: dict[str, list[StageStats]] = {name: [] for name in sorted(set(source))}
+    per_source: dict[str, list[StageStats]] = {names[k]: [] for k in np.unique(source).tolist()}
     rejected_files: dict[str, list[str]] = {}
 
     def account(name: str, entering: np.ndarray, removed: np.ndarray, reason: str | None, unselected: bool = False) -> None:
@@ -218,7 +232,7 @@ def run_corpus_steps(recipe: Recipe, partitions: list[PartitionResult], fp: dict
             st.rejected[reason] = gone
         stages.append(st)
         for src in per_source:
-            mine = source == src
+            mine = source == names.index(src)
             s = StageStats(name, in_=int((entering & mine).sum()))
             g = int((entering & removed & mine).sum())
             s.kept = s.in_ - g
@@ -238,8 +252,10 @@ def run_corpus_steps(recipe: Recipe, partitions: list[PartitionResult], fp: dict
         alive &= ~removed
 
     index = np.flatnonzero(alive)
-    survivors = keys.take(pa.array(index))
-    plan = plan_selection(survivors.select(["id", "group", "lang", "task"]), BalanceSettings.from_recipe(recipe.balance, recipe.seed), quotas)
+    survivors = gather_table(keys, index, ["id", "group", "lang", "task"])
+    release_memory()
+    plan = plan_selection(survivors, BalanceSettings.from_recipe(recipe.balance, recipe.seed), quotas)
+    del survivors
     left_out = np.zeros(n, dtype=bool)
     left_out[index[~plan.selected]] = True
     account("balance", alive.copy(), left_out, None, unselected=True)
@@ -247,9 +263,10 @@ def run_corpus_steps(recipe: Recipe, partitions: list[PartitionResult], fp: dict
     stages[-1].repeated = int(repeats.sum())
     stages[-1].kept += int(repeats.sum())
     for src, per in per_source.items():
-        extra = int(repeats[source[index] == src].sum()) if len(index) else 0
+        extra = int(repeats[source[index] == names.index(src)].sum()) if len(index) else 0
         per[-1].repeated, per[-1].kept = extra, per[-1].kept + extra
-    selected = survivors.append_column("copies", pa.array(plan.copies)).filter(pa.array(plan.selected))
+    chosen = plan.selected
+    selected = gather_table(keys, index[chosen]).append_column("copies", pa.array(plan.copies[chosen]))
     return CorpusResult(stages=stages, per_source=per_source, selected=selected, files=files,
-                        file_sources=list(source_of_part[: len(files)]), rejected_files=rejected_files,
+                        file_sources=[p.source for p, _, _ in parts], rejected_files=rejected_files,
                         quotas=plan.quotas, available=plan.available, shortfall=plan.shortfall)

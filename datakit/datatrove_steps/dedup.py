@@ -146,7 +146,7 @@ class DedupClusters(PipelineStep):
         nkey = sigs.column("_nkey").to_numpy()[index]
         ids = sigs.column("id").to_pylist()
         local_ids = [ids[g] for g in index]
-        found = nd.find_near(lambda b: (matrix[:, b * params.rows : (b + 1) * params.rows], nkey),
+        found = nd.find_near(lambda b: nd.band_hash(nkey, matrix[:, b * params.rows : (b + 1) * params.rows].T, b),
                              lambda rows: matrix[rows], len(index), local_ids, params)
         for r, (rep, similarity) in found.items():
             removed[int(index[r])] = ("near_duplicate", local_ids[rep], round(similarity, 3))
