@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datakit.corpus_steps.exact_dedup import dedup_key
-from datakit.corpus_steps.near_dedup import MinHashParams, signature_columns, work_fields
+from datakit.corpus_steps.near_dedup import SIGNATURE, MinHashParams, signature_columns, work_fields
 from datakit.record_stages.base import Rejection
 from datakit.records import Record, to_table
 from datakit.schema import record_schema, rejected_schema
@@ -33,7 +33,8 @@ SPLIT_ROWS = 16_000
 # columns (random 16-bit values never repeat enough to pay for one). Writing them took a third of a
 # task's keep step with zstd and dictionaries everywhere; rejected files keep zstd (they are output).
 def work_file_options(schema: pa.Schema) -> dict[str, Any]:
-    return {"compression": "lz4", "use_dictionary": [f.name for f in schema if not f.name.startswith("_mh")]}
+    plain = [f.name for f in schema if f.name != SIGNATURE]  # the signature: no dictionary, no min/max statistics
+    return {"compression": "lz4", "use_dictionary": plain, "write_statistics": plain}
 KEY_COLUMNS = ["id", "group", "lang", "task", "_dkey", "_nbytes"]
 
 
