@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_lid import translation
 
 from datakit import lid_profile
 from datakit.errors import DatakitError
@@ -14,7 +15,6 @@ from datakit.langid import calibrated_thresholds, profile_file
 from datakit.models import resolve_lid_model
 from datakit.recipe import Lid
 from datakit.record_stages.lid import LanguageId, prose, script_share, script_shares
-from datakit.records import new_record, set_lid_checks
 from datakit.scripts import dominant_script, dominant_scripts, script_count_matrix, script_counts
 from datakit.stats import StageStats
 
@@ -36,13 +36,6 @@ def stage():
 def held_out(lines, code: str) -> list[str]:
     """Odd NTREX lines: neither trained on nor used for the shipped floors' held-out share alone."""
     return [t for t in lines[code][1::2] if t]
-
-
-def translation(text: str, lang: str):
-    r = new_record(messages=[{"role": "user", "content": "Translate this."}, {"role": "assistant", "content": text}],
-                   lang=lang, task="translation", source="t", license="x", src_lang="eng_Latn", tgt_lang=lang)
-    set_lid_checks(r, [("answer", text, lang)])
-    return r
 
 
 def test_shipped_profiles_are_what_training_gives(lines, stage):
