@@ -7,30 +7,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import test_lid
 from test_lid import translation
 
 from datakit import lid_profile
-from datakit.errors import DatakitError
 from datakit.langid import calibrated_thresholds, profile_file
-from datakit.models import resolve_lid_model
-from datakit.recipe import Lid
-from datakit.record_stages.lid import LanguageId, prose, script_share, script_shares
+from datakit.record_stages.lid import prose, script_share, script_shares
 from datakit.scripts import dominant_script, dominant_scripts, script_count_matrix, script_counts
 from datakit.stats import StageStats
+
+stage = test_lid.stage  # the same module-scoped stage fixture
 
 
 @pytest.fixture(scope="module")
 def lines(corpus):
     return lid_profile.ntrex_lines(corpus)
-
-
-@pytest.fixture(scope="module")
-def stage():
-    try:
-        model = str(resolve_lid_model(None))
-    except DatakitError as e:
-        pytest.skip(f"the default language-ID model is not available here: {e}")
-    return LanguageId(Lid(), model)
 
 
 def held_out(lines, code: str) -> list[str]:
