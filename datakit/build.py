@@ -40,6 +40,7 @@ from datakit.construct.rerender import rerender
 from datakit.construct.synthesis import synthesise
 from datakit.corpus_steps import near_dedup
 from datakit.corpus_steps.balance import validation_rows
+from datakit.corpus_steps.memory import prefer_jemalloc
 from datakit.corpus_steps.run import CorpusResult, cells_after_dedup, run_corpus_steps
 from datakit.datatrove_steps.partition import partition_pipeline
 from datakit.engine import Engine
@@ -379,6 +380,7 @@ def make_engine(opts: BuildOptions, out: Path, fp: dict[str, str], console: Cons
 def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult:
     console = console or Console(stderr=True)
     started = time.perf_counter()
+    prefer_jemalloc()
     check_options(opts)
     recipe, recipe_path = resolve_recipe(opts)
     ctx = read_context(recipe, recipe_path, opts)

@@ -18,6 +18,7 @@ from typing import Any
 
 from datakit.construct import Rejected, build
 from datakit.construct.templates import NativeTemplates
+from datakit.corpus_steps.memory import prefer_jemalloc
 from datakit.corpus_steps.near_dedup import params_for
 from datakit.errors import SourceError
 from datakit.recipe import Recipe
@@ -91,6 +92,7 @@ class PartitionRun:
         return None if marker is None else PartitionResult(**marker, reused=True)
 
     def start(self) -> None:
+        prefer_jemalloc()
         self.stages = record_stages(self.job.recipe, self.job.resources)
         if self.job.join_index is not None:
             self.joiner = JoinIndex(self.source.join, self.job.join_index)

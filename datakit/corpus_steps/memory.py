@@ -3,10 +3,16 @@
 The driver's peak is what one phase holds plus what the phases before it freed but the allocators
 kept: Arrow's pool keeps freed buffers, and glibc's malloc keeps freed numpy arrays in its heap.
 Memory kept by one of them cannot serve the other, so each phase would add to the last one's.
+
+Arrow's own allocator matters as much. The wheels default to mimalloc, which kept most of what
+the corpus steps freed (1M records: 430 MB resident after a release, 103 MB of it live Arrow
+data); jemalloc hands freed pages back (332 MB) and its peak was 140 MB lower. The build uses
+jemalloc where the wheel has it, in the driver and in every task.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 
 import pyarrow as pa
@@ -20,6 +26,21 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 _LIBC = _glibc()
+
+
+def prefer_jemalloc() -> None:
+    """Make jemalloc Arrow's default pool where this pyarrow has it (Linux and macOS wheels; not
+    Windows); else leave the default. Idempotent and cheap after the first call: called at the start
+    of every task too, since the workers of a user's own Dask cluster are not started by us."""
+    global _POOL_SET
+    if _POOL_SET:
+        return
+    _POOL_SET = True
+    with contextlib.suppress(NotImplementedError):  # a pyarrow built without jemalloc keeps its default
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+
+
+_POOL_SET = False
 
 
 def release_memory() -> None:

@@ -27,7 +27,7 @@ from datakit.corpus_steps import near_dedup as nd
 from datakit.corpus_steps.balance import BalanceSettings, Quotas, plan_selection
 from datakit.corpus_steps.exact_dedup import duplicates_among
 from datakit.corpus_steps.gather import gather, gather_table
-from datakit.corpus_steps.memory import release_memory
+from datakit.corpus_steps.memory import prefer_jemalloc, release_memory
 from datakit.corpus_steps.near_read import BandReader, SurvivingRows, read_signatures
 from datakit.engine import Engine
 from datakit.hashing import canonical_json
@@ -65,6 +65,7 @@ def write_rejected(job: RejectJob) -> RejectedFile:
     done = stage_dir.result(job.task)
     if done is not None:
         return RejectedFile(**done, reused=True)
+    prefer_jemalloc()
     table = take_rows(job.source_file, job.rows)
     rows = table.select([c for c in rejected_schema().names if c in table.column_names]).to_pylist()
     for i, row in enumerate(rows):

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from datakit.corpus_steps.memory import prefer_jemalloc
 from datakit.hashing import file_sha256
 from datakit.recipe import Output
 from datakit.schema import record_schema
@@ -109,6 +110,7 @@ def write_shard(job: ShardJob) -> ShardResult:
     done = stage_dir.result(task)
     if done is not None and final.is_file() and final.stat().st_size == done["bytes"]:
         return ShardResult(**done, reused=True)
+    prefer_jemalloc()
     columns = list(record_schema().names)
     tables = []
     for f, rows, copies in job.sources:
