@@ -104,6 +104,7 @@ def test_later_bands_read_from_the_index_exactly_what_a_scan_reads(tmp_path, mon
     lines[10], lines[20], lines[30], lines[40] = b"", b"   \t", b"\xff\xfe not utf-8", b'{"broken": '
     lines[50] = "\u3000".encode()  # blank only once decoded: no row, as when scanning
     lines[60] = "\u00e9".encode()  # no ASCII either, but a row
+    lines[70] = b' \t{"i": 70}'  # starts with white space: looked at closely, a row
     monkeypatch.setattr(files, "SPAN_CHUNK", chunk)
     p = tmp_path / "rows.jsonl"
     p.write_bytes(b"\r\n".join(lines[:1500]) + b"\n" + b"\n".join(lines[1500:]))

@@ -171,11 +171,11 @@ def _line_positions(path: Path, start_byte: int, start_line: int, limit: int | N
     no rows), read from the band's index file or computed by one pass and kept there."""
 
     def scan() -> dict[str, np.ndarray]:
-        starts, ends, visible = _line_spans(path, start_byte, limit)
+        starts, ends, sure = _line_spans(path, start_byte, limit)
         numbers = np.arange(start_line, start_line + len(starts), dtype=np.int64)
-        rows = visible > 0
-        with open(path, "rb") as f:  # no ASCII letter, digit or sign: blank only if it decodes to white space
-            for i in np.flatnonzero(~rows).tolist():
+        rows = sure.copy()
+        with open(path, "rb") as f:  # a line that does not start with a visible ASCII byte: a row only if not blank once decoded
+            for i in np.flatnonzero(~sure).tolist():
                 f.seek(int(starts[i]))
                 item = _decode_line(path, int(numbers[i]), _strip_line(f.read(int(ends[i] - starts[i])), int(numbers[i])))
                 rows[i] = not isinstance(item, Line) or bool(item.text.strip())
@@ -187,38 +187,40 @@ def _line_positions(path: Path, start_byte: int, start_line: int, limit: int | N
 
 
 SPAN_CHUNK = 1 << 22  # bytes looked at at once while finding lines
-# ASCII bytes that are not white space to str.strip(): a line with one of them is never blank.
+# ASCII bytes that are not white space to str.strip(): a line that starts with one is never blank.
 _VISIBLE = np.array([0x21 <= b <= 0x7F or (b < 0x20 and b not in (9, 10, 11, 12, 13, 28, 29, 30, 31)) for b in range(256)])
 
 
 def _line_spans(path: Path, start_byte: int, limit: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Where each line from `start_byte` starts and ends (before its LF), and how many visible ASCII
-    bytes it has, for at most `limit` lines: found with numpy over chunks of the file, not line by
-    line in Python (a line's count is the difference of running counts at the LFs around it)."""
-    ends, counts = [], []
-    at, running, lines, after_last = start_byte, 0, 0, start_byte
+    """Where each line from `start_byte` starts and ends (before its LF), and whether it surely is
+    no blank line (its first byte is visible ASCII, as a JSON line's `{`), for at most `limit`
+    lines: found with numpy over chunks of the file, not line by line in Python. Only the LFs and
+    each line's first byte are looked at: counting visible bytes over every byte took 30x longer
+    than finding the LFs, and only the rare line that starts otherwise needs a closer look."""
+    ends, firsts = [], []
+    at, lines, after_last, line_starts_here = start_byte, 0, start_byte, True
     with open(path, "rb") as f:
         f.seek(start_byte)
         while (limit is None or lines < limit) and (chunk := f.read(SPAN_CHUNK)):
             data = np.frombuffer(chunk, dtype=np.uint8)
             newlines = np.flatnonzero(data == 10)
-            seen = np.cumsum(_VISIBLE[data], dtype=np.int64)
+            begins = newlines[newlines + 1 < len(data)] + 1  # lines that begin inside this chunk after an LF
+            firsts.append(data[np.r_[0, begins] if line_starts_here else begins])
             ends.append(newlines + at)
-            counts.append(seen[newlines] + running)
             if len(newlines):
                 after_last = at + int(newlines[-1]) + 1
-            running += int(seen[-1])
+            line_starts_here = bool(data[-1] == 10)
             at += len(chunk)
             lines += len(newlines)
         if (limit is None or lines < limit) and after_last < at:  # a last line without LF
             ends.append(np.array([at]))
-            counts.append(np.array([running]))
-    end = np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64)
-    count = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
+    end = np.concatenate(ends).astype(np.int64) if ends else np.zeros(0, dtype=np.int64)
+    first = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.uint8)
     if limit is not None:
-        end, count = end[:limit], count[:limit]
+        end = end[:limit]
     start = np.r_[start_byte, end[:-1] + 1].astype(np.int64)[: len(end)]
-    return start, end, np.diff(np.r_[0, count])
+    sure = _VISIBLE[first[: len(end)]] & (end > start)
+    return start, end, sure
 
 
 def kept_index(index: Path | None, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
