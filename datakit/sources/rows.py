@@ -122,8 +122,7 @@ def partitions(source: Source, ctx: ReadContext) -> list[Partition]:
     for path in found:
         rel = relative(path, ctx)
         if files.is_line_splittable(path):
-            marks = files.line_offsets(path, ctx.rows_per_task)
-            lines = files.count_lines(path)  # what reading by quota plans from (blank lines included)
+            marks, lines = files.line_marks(path, ctx.rows_per_task)  # lines: what reading by quota plans from (blank ones too)
             for start_byte, start_line in marks:
                 key = f"{rel}:{start_line}"
                 parts.append(Partition(source.name, key, {"files": [str(path)], "start_byte": start_byte, "start_line": start_line,
