@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from datakit.corpus_steps import near_dedup as nd
@@ -144,18 +143,53 @@ def reject_jobs(removal: Removal, keys: pa.Table, files: list[str], tasks: list[
 KEY_BATCH_FILES = 32  # work files whose keys are read, then made one chunk, at a time
 
 
-def read_corpus_keys(files: list[str]) -> pa.Table:
+@dataclass
+class KeyCache:
+    """Work files' keys (`read_keys` of each file alone), kept between calls. Reading by quota asks
+    what dedup would leave once per round, over every file read so far, and the corpus steps then
+    read them all once more: cached, each file is read once (bench/bench_quota.py's 10x corpus left
+    3,011 band files). Up to `max_rows` rows (about 110 bytes a row); files beyond are read each time."""
+
+    max_rows: int = 2_000_000
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+    rows: int = 0
+
+    def get(self, path: str, take: bool = False) -> pa.Table:
+        """The file's keys; `take`: and forget them (the caller keeps them from now on)."""
+        table = self.tables.pop(path) if take and path in self.tables else self.tables.get(path)
+        if table is None:
+            table = read_keys([path])
+            if not take and self.rows + table.num_rows <= self.max_rows:
+                self.tables[path] = table
+                self.rows += table.num_rows
+        elif take:
+            self.rows -= table.num_rows
+        return table
+
+
+def _file_keys(files: list[str], first: int, cache: KeyCache | None, take: bool) -> pa.Table:
+    """Keys of a batch of work files, one chunk, `part` counted from `first`."""
+    if cache is None:
+        batch = read_keys(files)
+        part = batch.column("part").to_numpy() + first
+    else:
+        tables = [cache.get(path, take) for path in files]
+        batch = pa.concat_tables(tables)
+        part = np.repeat(np.arange(first, first + len(files), dtype=np.int64), [t.num_rows for t in tables])
+    at = batch.schema.get_field_index("part")
+    return batch.set_column(at, batch.field(at), pa.array(part)).combine_chunks()
+
+
+def read_corpus_keys(files: list[str], cache: KeyCache | None = None, take: bool = False) -> pa.Table:
     """The key table of the work files (`workfile.read_keys`), read a batch of files at a time and
     each batch made one chunk: one chunk per file left thousands of small buffers that the
-    allocator held at nearly twice their size, the larger part of the driver's memory."""
+    allocator held at nearly twice their size, the larger part of the driver's memory. `cache`:
+    keys read before (`take`: taken out of it as they are used)."""
     if not files:
         return read_keys(files)
     batches = []
     for k in range(0, len(files), KEY_BATCH_FILES):
-        batch = read_keys(files[k : k + KEY_BATCH_FILES])
-        at = batch.schema.get_field_index("part")
-        batch = batch.set_column(at, batch.field(at), pc.add(batch.column(at), pa.scalar(k, pa.int64()))).combine_chunks()
-        batches.append(batch)
+        batches.append(_file_keys(files[k : k + KEY_BATCH_FILES], k, cache, take))
         release_memory()
     return pa.concat_tables(batches)
 
@@ -174,11 +208,12 @@ def dedup_removals(recipe: Recipe, keys: pa.Table, files: list[str], alive: np.n
         yield removal
 
 
-def cells_after_dedup(recipe: Recipe, partitions: list[PartitionResult]) -> Counter:
+def cells_after_dedup(recipe: Recipe, partitions: list[PartitionResult], cache: KeyCache | None = None) -> Counter:
     """Records per (group, language, task) that dedup would leave, written nowhere: what reading by
-    quota checks its quotas against before it stops reading."""
+    quota checks its quotas against before it stops reading. `cache`: the keys of files read by
+    an earlier call (filled by this one)."""
     files = [path for p in partitions for path in p.records.values()]
-    keys = read_corpus_keys(files)
+    keys = read_corpus_keys(files, cache)
     alive = np.ones(keys.num_rows, dtype=bool)
     for removal in dedup_removals(recipe, keys, files, alive):
         alive[removal.rows] = False
@@ -203,15 +238,16 @@ class CorpusResult:
 
 
 def run_corpus_steps(recipe: Recipe, partitions: list[PartitionResult], fp: dict[str, str], out: Path, engine: Engine,
-                     quotas: Quotas | None = None) -> CorpusResult:
+                     quotas: Quotas | None = None, key_cache: KeyCache | None = None) -> CorpusResult:
     """Exact dedup, near dedup and balance over every kept record, in that order; the rejected rows
     of each dedup step are written by one engine task per work file that has any. `quotas`: planned
-    by reading by quota (else balance plans them from the records it is given)."""
+    by reading by quota (else balance plans them from the records it is given); `key_cache`: the
+    keys reading by quota read already (emptied here: the key table holds them from then on)."""
     # One work file per (task, language): `part` indexes this list.
     parts = [(p, lang, path) for p in partitions for lang, path in p.records.items()]
     files = [path for _, _, path in parts]
     tasks = [f"{p.task}--{lang}" for p, lang, _ in parts]
-    keys = read_corpus_keys(files)
+    keys = read_corpus_keys(files, key_cache, take=True)
     n = keys.num_rows
     # Each row's source as a small integer (the index of its name, sorted), one Arrow chunk at a time.
     names = sorted({p.source for p, _, _ in parts})
