@@ -18,7 +18,7 @@ from typing import Any
 
 from datakit.construct import Rejected, build
 from datakit.construct.templates import NativeTemplates
-from datakit.corpus_steps.memory import prefer_jemalloc
+from datakit.corpus_steps.memory import prefer_jemalloc, release_memory
 from datakit.corpus_steps.near_dedup import params_for
 from datakit.errors import SourceError
 from datakit.recipe import Recipe
@@ -218,6 +218,9 @@ def process_partition(job: PartitionJob) -> PartitionResult:
     except BaseException as e:
         run.abort(e)
         raise
+    finally:  # a worker runs many tasks: what this one froze is collectable again, and what it freed goes back
+        gc.unfreeze()
+        release_memory()
 
 
 def count_rows(job: PartitionJob) -> int:
