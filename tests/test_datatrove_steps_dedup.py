@@ -11,7 +11,8 @@ from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 
-from datakit.datatrove_steps.dedup import DedupClusters, DedupFilter, DedupSignatures
+from datakit.corpus_steps import near_dedup as nd
+from datakit.datatrove_steps.dedup import DedupClusters, DedupFilter, DedupSignatures, Signed
 
 LANGS = ["eng-US", "zho-CN", "fra", "hin", "tha"]  # spaced and unspaced scripts
 
@@ -96,3 +97,25 @@ def test_datatrove_dedup_removes_planted_duplicates_and_keeps_every_distinct_tex
 def test_datatrove_dedup_result_does_not_depend_on_the_number_of_ranks(planted, tmp_path):
     folder, *_ = planted
     assert dedup(folder, tmp_path / "one", tasks=1) == dedup(folder, tmp_path / "two", tasks=2)
+
+
+def test_clusters_refuse_signatures_made_with_other_settings(planted, tmp_path):
+    folder, *_ = planted
+    docs = list(JsonlReader(str(folder)).run(None, 0, 1))
+    list(DedupSignatures(str(tmp_path), scope_key="language").run(iter(docs), 0, 1))
+    with pytest.raises(ValueError, match=r"00000\.npz: signatures made with .*threshold=0\.8.*same threshold"):
+        list(DedupClusters(str(tmp_path), threshold=0.7).run(None, 0, 1))
+
+
+def test_signature_file_holds_each_document_once_with_its_id(planted, tmp_path):
+    """What pass 1 writes, read back: every id in input order, one 16-byte key and one signature each,
+    and a document's signature is the MinHash of its text (identical texts, identical rows)."""
+    folder, *_ = planted
+    read = list(JsonlReader(str(folder)).run(None, 0, 1))
+    list(DedupSignatures(str(tmp_path), scope_key="language").run(iter(read), 0, 1))
+    step = DedupClusters(str(tmp_path))
+    sigs = Signed.read(tmp_path / "signatures" / "00000.npz", step.params)
+    assert sigs.ids().to_pylist() == [d.id for d in read]
+    assert sigs.keys.shape == (len(read), 16) and sigs.sigs.shape == (len(read), step.params.num_perm)
+    one = nd.signatures([nd.shingles([read[3].text], step.params)], step.params)[0]
+    assert (sigs.sigs[3] == one).all()

@@ -16,6 +16,7 @@ so that a pair at the threshold is proposed with 99% probability and as few pair
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -27,9 +28,12 @@ import xxhash
 
 from datakit.hashing import canonical_bytes
 from datakit.records import Record, content_texts, dedup_scope
-from datakit.scripts import mostly_unspaced
+from datakit.scripts import UNSPACED, mostly_unspaced, script_count_matrix
 from datakit.text import dedup_text
 
+# The share of unspaced letters from which a text is cut into characters: `mostly_unspaced`'s own,
+# read from it so the per-text and the batch answers cannot drift apart.
+UNSPACED_SHARE: float = inspect.signature(mostly_unspaced).parameters["share"].default
 PAIR_CHUNK = 65_536  # candidate pairs compared at once when verifying them
 # What makes a signature: part of the prepare fingerprint, so a resume never mixes two algorithms.
 ALGORITHM = f"rensa.RMinHash v{rensa.RMinHash.ALGORITHM_VERSION}"
@@ -80,14 +84,26 @@ def choose_bands(threshold: float, num_perm: int, recall: float = 0.99) -> tuple
     return best or (num_perm, 1)
 
 
+def _cut(norm: str, unspaced: bool, word_n: int, char_n: int) -> frozenset[str]:
+    """The shingles of one normalised text: its character n-grams (`unspaced`) or word n-grams; a
+    text shorter than one n-gram is one shingle (the empty text: the empty string). Word n-grams are
+    joined by map over zip, in C, not by a slice and a join per position in a Python generator."""
+    if unspaced:
+        chars = norm.replace(" ", "")
+        if len(chars) <= char_n:
+            return frozenset((chars,))
+        return frozenset([chars[i : i + char_n] for i in range(len(chars) - char_n + 1)])
+    words = norm.split()
+    if len(words) <= word_n:
+        return frozenset((" ".join(words),))
+    # zip stops at the shortest shifted list: one n-gram per position where a whole one fits
+    return frozenset(map(" ".join, zip(*(words[k:] for k in range(word_n)), strict=False)))
+
+
 @functools.lru_cache(maxsize=16384)
 def _part_shingles(text: str, word_n: int, char_n: int) -> frozenset[str]:
-    norm = dedup_text(text)  # cached: the exact-dedup key normalised the same part
-    if mostly_unspaced(text):
-        chars = norm.replace(" ", "")
-        return frozenset(chars[i : i + char_n] for i in range(max(1, len(chars) - char_n + 1)))
-    words = norm.split()
-    return frozenset(" ".join(words[i : i + word_n]) for i in range(max(1, len(words) - word_n + 1)))
+    # dedup_text is cached: the exact-dedup key normalised the same part
+    return _cut(dedup_text(text), mostly_unspaced(text), word_n, char_n)
 
 
 def shingles(parts: list[str], params: MinHashParams) -> set[str]:
@@ -97,6 +113,24 @@ def shingles(parts: list[str], params: MinHashParams) -> set[str]:
     for part in parts:
         out |= _part_shingles(part, params.word_ngram, params.char_ngram)
     return out
+
+
+def unspaced_texts(texts: Sequence[str]) -> np.ndarray:
+    """`mostly_unspaced` of many texts at once, from one vectorised script count of the batch
+    (`script_count_matrix`) instead of a pass per text. Kana count as unspaced, as `script_counts`
+    merges them into Jpan whenever they occur."""
+    counts, scripts = script_count_matrix(texts)
+    total = counts.sum(axis=1)
+    unspaced = counts[:, [k for k, s in enumerate(scripts) if s in UNSPACED]].sum(axis=1)
+    return (total > 0) & (unspaced >= UNSPACED_SHARE * total)
+
+
+def text_shingles(texts: Sequence[str], norms: Sequence[str], params: MinHashParams) -> list[frozenset[str]]:
+    """`shingles([text])` of each text of a batch, given each one's `dedup_text` (a caller that keys
+    exact dedup has it already): the scripts counted for the whole batch at once, and nothing cached,
+    for a stream of texts that each come once."""
+    unspaced = unspaced_texts(texts).tolist()
+    return [_cut(norm, u, params.word_ngram, params.char_ngram) for norm, u in zip(norms, unspaced, strict=True)]
 
 
 def signatures(shingle_sets: Sequence[Iterable[str]], params: MinHashParams) -> np.ndarray:

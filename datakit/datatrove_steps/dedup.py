@@ -22,33 +22,72 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import xxhash
-from datatrove.data import DocumentsPipeline
+from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from datakit.corpus_steps import near_dedup as nd
 from datakit.corpus_steps.exact_dedup import duplicates_among
-from datakit.store import atomic_path
+from datakit.store import atomic_path, write_json
 from datakit.text import dedup_text
 
 SIGNATURES, REMOVALS = "signatures", "removals"
+SIGNATURE_BATCH = 1_024  # documents read before their scripts are counted and their signatures made together
 
 
 def _rank_file(folder: str, kind: str, rank: int) -> Path:
-    return Path(folder) / kind / f"{rank:05d}.parquet"
+    return Path(folder) / kind / f"{rank:05d}.{'npz' if kind == SIGNATURES else 'json'}"
 
 
-def _scope(doc, scope_key: str | None) -> str:
-    return str(doc.metadata.get(scope_key, "")) if scope_key else ""
+@dataclass
+class Signed:
+    """What pass 1 keeps of a rank's documents, as arrays (no object per document): ids as one
+    UTF-8 buffer and offsets, 16-byte exact keys, scope buckets and (n, num_perm) signatures.
 
+    Stored as an uncompressed .npz, not Parquet: the file is read whole by one rank right after,
+    and writing it needs neither Arrow nor pandas (which Arrow imports on first use, about half a
+    second in each worker process of the pass)."""
 
-SIGNATURE_BATCH = 1_024  # documents whose shingle sets are held before they are signed together
+    id_bytes: np.ndarray  # uint8
+    id_offsets: np.ndarray  # int64, n + 1
+    keys: np.ndarray  # (n, 16) uint8
+    nkeys: np.ndarray  # uint64
+    sigs: np.ndarray  # (n, num_perm) uint16
+
+    @classmethod
+    def concat(cls, parts: list[Signed]) -> Signed:
+        sizes = np.cumsum([0] + [len(p.id_bytes) for p in parts[:-1]])
+        offsets = [p.id_offsets[:-1] + s for p, s in zip(parts, sizes, strict=True)]
+        return cls(np.concatenate([p.id_bytes for p in parts]), np.concatenate([*offsets, [sizes[-1] + len(parts[-1].id_bytes)]]),
+                   np.concatenate([p.keys for p in parts]), np.concatenate([p.nkeys for p in parts]),
+                   np.concatenate([p.sigs for p in parts]))
+
+    def write(self, path: Path, params: nd.MinHashParams) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, params=np.array(repr(params)), **vars(self))
+
+    @classmethod
+    def read(cls, path: Path, params: nd.MinHashParams) -> Signed:
+        with np.load(path, allow_pickle=False) as z:
+            made_with = str(z["params"])
+            if made_with != repr(params):
+                raise ValueError(f"{path}: signatures made with {made_with}, not {params}: give DedupSignatures and "
+                                 "DedupClusters the same threshold, num_perm and n-gram sizes")
+            return cls(**{k: z[k] for k in ("id_bytes", "id_offsets", "keys", "nkeys", "sigs")})
+
+    def ids(self) -> pa.Array:
+        """The ids as an Arrow string column over the same buffers."""
+        return pa.LargeStringArray.from_buffers(len(self.nkeys), pa.py_buffer(self.id_offsets), pa.py_buffer(self.id_bytes))
+
+    def key_column(self) -> pa.Array:
+        return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(self.keys), [None, pa.py_buffer(np.ascontiguousarray(self.keys))])
 
 
 class DedupSignatures(PipelineStep):
@@ -64,29 +103,30 @@ class DedupSignatures(PipelineStep):
         self.params = nd.minhash_params(threshold, num_perm, word_ngram, char_ngram)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        ids, keys, buckets, sigs, pending = [], [], [], [], []
+        parts, batch = [], []
         for doc in data or []:
-            scope = _scope(doc, self.scope_key)
-            ids.append(str(doc.id))
-            keys.append(hashlib.blake2b(f"{scope}\x00{dedup_text(doc.text)}".encode(), digest_size=16).digest())
-            buckets.append(xxhash.xxh64_intdigest(scope))
-            pending.append(nd.shingles([doc.text], self.params))
-            if len(pending) == SIGNATURE_BATCH:
-                sigs.append(nd.signatures(pending, self.params))
-                pending = []
-            self.stat_update("documents")
-        sigs.append(nd.signatures(pending, self.params))
-        matrix = np.concatenate(sigs)
-        table = pa.table({"id": pa.array(ids, pa.string()), "key": pa.array(keys, pa.binary(16)),
-                          "_nkey": pa.array(np.array(buckets, dtype=np.uint64)),
-                          **{c: pa.array(matrix[:, k]) for k, c in enumerate(nd.columns(self.params))}})
-        table = table.replace_schema_metadata({"params": repr(self.params)})
-        path = _rank_file(self.folder, SIGNATURES, rank)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            pq.write_table(table, tmp)
+            batch.append(doc)
+            if len(batch) == SIGNATURE_BATCH:
+                parts.append(self._sign(batch))
+                batch = []
+        parts.append(self._sign(batch))
+        Signed.concat(parts).write(_rank_file(self.folder, SIGNATURES, rank), self.params)
         return
         yield
+
+    def _sign(self, docs: list[Document]) -> Signed:
+        """A batch's keys and signatures: each text normalised once (the exact key and the shingles
+        share it), the scripts of the whole batch counted at once."""
+        texts = [doc.text for doc in docs]
+        scopes = [str(doc.metadata.get(self.scope_key, "")) if self.scope_key else "" for doc in docs]
+        norms = [dedup_text(t) for t in texts]
+        ids = [str(doc.id).encode() for doc in docs]
+        keys = b"".join(hashlib.blake2b(f"{s}\x00{n}".encode(), digest_size=16).digest() for s, n in zip(scopes, norms, strict=True))
+        bucket = {s: xxhash.xxh64_intdigest(s) for s in set(scopes)}
+        self.stat_update("documents", value=len(docs))
+        return Signed(np.frombuffer(b"".join(ids), dtype=np.uint8), np.cumsum([0] + [len(i) for i in ids], dtype=np.int64),
+                      np.frombuffer(keys, dtype=np.uint8).reshape(-1, 16), np.array([bucket[s] for s in scopes], dtype=np.uint64),
+                      nd.signatures(nd.text_shingles(texts, norms, self.params), self.params))
 
 
 class DedupClusters(PipelineStep):
@@ -102,54 +142,40 @@ class DedupClusters(PipelineStep):
         self.params = nd.minhash_params(threshold, num_perm, word_ngram, char_ngram)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        files = sorted((Path(self.folder) / SIGNATURES).glob("*.parquet"))
-        tables = []
-        for f in files:
-            t = pq.read_table(f)
-            made_with = (t.schema.metadata or {}).get(b"params", b"").decode()
-            if made_with != repr(self.params):
-                raise ValueError(f"{f}: signatures made with {made_with}, not {self.params}: give DedupSignatures and "
-                                 "DedupClusters the same threshold, num_perm and n-gram sizes")
-            tables.append(t.append_column("part", pa.array(np.full(t.num_rows, int(f.stem), dtype=np.int64)))
-                           .append_column("row", pa.array(np.arange(t.num_rows, dtype=np.int64))))
-        sigs = pa.concat_tables(tables) if tables else None
-        n = sigs.num_rows if sigs is not None else 0
+        files = sorted((Path(self.folder) / SIGNATURES).glob("*.npz"))
+        parts = [Signed.read(f, self.params) for f in files]
+        sizes = np.array([len(p.nkeys) for p in parts], dtype=np.int64)
         removed: dict[int, tuple[str, str, float]] = {}  # global row -> (reason, duplicate_of, similarity)
-        if n:
+        if sizes.sum():
+            sigs = Signed.concat(parts)
+            ids = sigs.ids()
             # Ranks are concatenated in order, so a tie on id goes to the earlier rank and row.
-            for g, original in zip(*duplicates_among(sigs.column("id"), sigs.column("key")), strict=True):
+            for g, original in zip(*duplicates_among(ids, sigs.key_column()), strict=True):
                 removed[int(g)] = ("exact_duplicate", original, 1.0)
-            self._near(sigs, removed)
+            self._near(sigs, ids, removed)
         self.stat_update("exact_duplicate", value=sum(v[0] == "exact_duplicate" for v in removed.values()))
         self.stat_update("near_duplicate", value=sum(v[0] == "near_duplicate" for v in removed.values()))
-        parts = sigs.column("part").to_numpy() if n else np.zeros(0, dtype=np.int64)
-        rows = sigs.column("row").to_numpy() if n else np.zeros(0, dtype=np.int64)
-        for f in files:
-            mine = sorted((int(rows[g]), *removed[g]) for g in removed if parts[g] == int(f.stem))
-            out = _rank_file(self.folder, REMOVALS, int(f.stem))
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(out) as tmp:
-                pq.write_table(pa.table({"row": pa.array([m[0] for m in mine], pa.int64()),
-                                         "reason": pa.array([m[1] for m in mine], pa.string()),
-                                         "duplicate_of": pa.array([m[2] for m in mine], pa.string()),
-                                         "similarity": pa.array([m[3] for m in mine], pa.float64())}), tmp)
+        starts = np.r_[0, np.cumsum(sizes)]
+        rows = np.array(sorted(removed), dtype=np.int64)
+        for f, lo, hi in zip(files, starts[:-1], starts[1:], strict=True):
+            mine = rows[(rows >= lo) & (rows < hi)].tolist()
+            write_json(_rank_file(self.folder, REMOVALS, int(f.stem)),
+                       {"row": [g - int(lo) for g in mine], "reason": [removed[g][0] for g in mine],
+                        "duplicate_of": [removed[g][1] for g in mine], "similarity": [removed[g][2] for g in mine]})
         return
         yield
 
-    def _near(self, sigs: pa.Table, removed: dict[int, tuple[str, str, float]]) -> None:
+    def _near(self, sigs: Signed, ids: pa.Array, removed: dict[int, tuple[str, str, float]]) -> None:
         params = self.params
-        alive = np.ones(sigs.num_rows, dtype=bool)
+        alive = np.ones(len(sigs.nkeys), dtype=bool)
         alive[list(removed)] = False
         index = np.flatnonzero(alive)
-        cols = nd.columns(params)
-        matrix = np.stack([sigs.column(c).to_numpy() for c in cols], axis=1)[index]
-        nkey = sigs.column("_nkey").to_numpy()[index]
-        ids = sigs.column("id").to_pylist()
-        local_ids = [ids[g] for g in index]
+        matrix, nkey = sigs.sigs[index], sigs.nkeys[index]
+        local_ids = ids.take(pa.array(index, pa.int64()))
         found = nd.find_near(lambda b: nd.band_hash(nkey, matrix[:, b * params.rows : (b + 1) * params.rows].T, b),
                              lambda rows: matrix[rows], len(index), local_ids, params)
         for r, (rep, similarity) in found.items():
-            removed[int(index[r])] = ("near_duplicate", local_ids[rep], round(similarity, 3))
+            removed[int(index[r])] = ("near_duplicate", local_ids[rep].as_py(), round(similarity, 3))
 
 
 class DedupFilter(PipelineStep):
@@ -164,8 +190,9 @@ class DedupFilter(PipelineStep):
         self.folder, self.exclusion_writer = folder, exclusion_writer
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        table = pq.read_table(_rank_file(self.folder, REMOVALS, rank))
-        gone = {r: (reason, dup, sim) for r, reason, dup, sim in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True)}
+        found = json.loads(_rank_file(self.folder, REMOVALS, rank).read_text(encoding="utf-8"))
+        gone = {r: (reason, dup, sim) for r, reason, dup, sim in zip(found["row"], found["reason"], found["duplicate_of"], found["similarity"],
+                                                                   strict=True)}
         writer = self.exclusion_writer
         with writer if writer is not None else contextlib.nullcontext() as excluded:
             for i, doc in enumerate(data or []):
