@@ -1,9 +1,13 @@
 """Exact dedup keys and the representative of a group of duplicates (corpus_steps/exact_dedup.py)."""
 
+import sys
+import unicodedata
+
 import pyarrow as pa
 
 from datakit.corpus_steps.exact_dedup import dedup_key, find_duplicates
 from datakit.records import new_record, set_content
+from datakit.text import _PUNCT_SYMBOLS, _SPACES, dedup_text
 
 
 def translation(user: str, answer: str, src="swh_Latn", tgt="eng_Latn", src_text="Habari"):
@@ -37,3 +41,14 @@ def test_representative_is_the_smallest_id_whatever_the_order():
     assert sorted((d["part"], d["row"], d["duplicate_of"]) for d in dups) == [(0, 0, "a"), (2, 0, "a")]
     shuffled = keys.take(pa.array([4, 2, 0, 3, 1]))
     assert sorted(map(tuple, (d.values() for d in find_duplicates(shuffled).to_pylist()))) == sorted(map(tuple, (d.values() for d in dups)))
+
+
+def test_dedup_text_collapses_white_space_as_the_regex_definition_does():
+    """The fast path (str.split) and the regex `\\s+` agree on every code point that either calls
+    white space, U+001C-U+001F included (str.split's own, which the regex path keeps)."""
+    spaces = [chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000 and (chr(c).isspace() or _SPACES.fullmatch(chr(c)))]
+    assert len(spaces) > 20
+    for c in spaces:
+        text = f"{c}Ab{c}{c}c, d{c}"
+        norm = _PUNCT_SYMBOLS.sub(" ", unicodedata.normalize("NFKC", text).casefold())
+        assert dedup_text(text) == _SPACES.sub(" ", norm).strip(), hex(ord(c))
