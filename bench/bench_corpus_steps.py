@@ -99,7 +99,7 @@ def child(args: argparse.Namespace) -> None:
         if args.step == "cells":
             from datakit.corpus_steps import run
 
-            cache = [run.KeyCache()] if hasattr(run, "KeyCache") else []  # kept between checks, as the build does (code before it: none)
+            cache = [run.WorkFileCache()] if hasattr(run, "WorkFileCache") else []  # kept between checks, as the build does (code before it: none)
             for _ in range(args.calls):
                 counts = run.cells_after_dedup(recipe, partitions, *cache)
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu

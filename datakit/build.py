@@ -40,8 +40,9 @@ from datakit.construct.rerender import rerender
 from datakit.construct.synthesis import synthesise
 from datakit.corpus_steps import near_dedup
 from datakit.corpus_steps.balance import validation_rows
+from datakit.corpus_steps.file_cache import WorkFileCache
 from datakit.corpus_steps.memory import prefer_jemalloc
-from datakit.corpus_steps.run import CorpusResult, KeyCache, cells_after_dedup, run_corpus_steps
+from datakit.corpus_steps.run import CorpusResult, cells_after_dedup, run_corpus_steps
 from datakit.datatrove_steps.partition import partition_pipeline
 from datakit.engine import Engine
 from datakit.engine.dask import DaskEngine
@@ -416,12 +417,12 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
                              resources=resources, native=native, join_index=joins.get(p.source)) for p in planned]
         phase_seconds = {}
         clock = time.perf_counter()
-        key_cache = KeyCache()  # work files' keys, read once for every check of reading by quota and for the corpus steps
+        cache = WorkFileCache()  # what dedup reads of the work files: once for every check of reading by quota and the corpus steps
         reading = read_by_quota(recipe, jobs, functools.partial(run_partitions, engine), functools.partial(engine.map, count_rows),
-                                functools.partial(cells_after_dedup, recipe, cache=key_cache))
+                                functools.partial(cells_after_dedup, recipe, cache=cache))
         partitions = reading.results
         phase_seconds["prepare (wall)"], clock = time.perf_counter() - clock, time.perf_counter()
-        corpus = run_corpus_steps(recipe, partitions, fp, out, engine, reading.quotas, key_cache)
+        corpus = run_corpus_steps(recipe, partitions, fp, out, engine, reading.quotas, cache)
         phase_seconds["dedup + balance (wall)"], clock = time.perf_counter() - clock, time.perf_counter()
         if opts.dry_run:
             print_plan(console, recipe, corpus.available, corpus.quotas, corpus.shortfall)

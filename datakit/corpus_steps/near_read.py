@@ -14,9 +14,11 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datakit.corpus_steps import near_dedup as nd
+from datakit.corpus_steps.file_cache import WorkFileCache
 from datakit.corpus_steps.memory import release_memory
 
 HASH_BYTES = 16 << 20  # band buckets held at once
@@ -46,8 +48,8 @@ class BandReader:
     """`bucket_hashes(b)` for `near_dedup.find_near`: reads the bands of one pass over the files
     when asked for the first of them, and hands each band's array over (holding it no longer)."""
 
-    def __init__(self, rows: SurvivingRows, params: nd.MinHashParams):
-        self.rows, self.params = rows, params
+    def __init__(self, rows: SurvivingRows, params: nd.MinHashParams, cache: WorkFileCache | None = None):
+        self.rows, self.params, self.cache = rows, params, cache
         self.n = int(rows.alive.sum())
         self.per_pass = max(1, HASH_BYTES // max(1, 8 * self.n))
         self.ready: dict[int, np.ndarray] = {}
@@ -61,14 +63,13 @@ class BandReader:
     def _read(self, bands: range) -> dict[int, np.ndarray]:
         width = self.params.rows
         out = {b: np.empty(self.n, dtype=np.uint64) for b in bands}
-        wanted = ["_nkey", nd.SIGNATURE]
         at = 0
         for p, path in enumerate(self.rows.files):
             mine = self.rows.alive[self.rows.starts[p] : self.rows.starts[p + 1]]
             k = int(mine.sum())
             if not k:
                 continue  # every row of it removed already: not read
-            table = pq.ParquetFile(path).read(columns=wanted, use_threads=False)
+            table = _near_columns(path) if self.cache is None else self.cache.read(path, "near", functools.partial(_near_columns, path))
             if table.num_rows != len(mine):
                 raise ValueError(f"{path}: {table.num_rows:,} rows, but {len(mine):,} when its keys were read")
             nkey = table.column("_nkey").to_numpy()[mine]
@@ -79,10 +80,15 @@ class BandReader:
         return out
 
 
-def read_signatures(rows: SurvivingRows, params: nd.MinHashParams, involved: np.ndarray) -> np.ndarray:
+def _near_columns(path: str) -> pa.Table:
+    return pq.ParquetFile(path).read(columns=["_nkey", nd.SIGNATURE], use_threads=False)
+
+
+def read_signatures(rows: SurvivingRows, params: nd.MinHashParams, involved: np.ndarray, cache: WorkFileCache | None = None) -> np.ndarray:
     """Full signatures of the surviving rows at positions `involved` (sorted) among the survivors:
     each work file that holds any opened once, the row groups that hold them read a few at a time
-    (SIGNATURE_READ_BYTES), so a file whose every row group has a candidate is never held whole."""
+    (SIGNATURE_READ_BYTES), so a file whose every row group has a candidate is never held whole;
+    taken from the `cache` where the band passes kept the file."""
     release_memory()  # the band passes' arrays
     sigs = np.zeros((len(involved), params.num_perm), dtype=np.uint16)
     rows_of = rows.index[involved]
@@ -90,8 +96,12 @@ def read_signatures(rows: SurvivingRows, params: nd.MinHashParams, involved: np.
     bounds = np.flatnonzero(np.r_[True, part[1:] != part[:-1], True])
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         p = int(part[lo])
-        pf = pq.ParquetFile(rows.files[p])
         local = rows_of[lo:hi] - rows.starts[p]
+        kept = cache.tables.get((rows.files[p], "near")) if cache is not None else None
+        if kept is not None:
+            sigs[lo:hi] = nd.signature_matrix(kept.column(nd.SIGNATURE).take(pa.array(local)), params)
+            continue
+        pf = pq.ParquetFile(rows.files[p])
         sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
         starts = np.cumsum([0, *sizes])
         group = np.searchsorted(starts, local, side="right") - 1

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from datakit.corpus_steps import near_dedup as nd
 from datakit.corpus_steps.balance import BalanceSettings, Quotas, plan_selection
 from datakit.corpus_steps.exact_dedup import duplicates_among
+from datakit.corpus_steps.file_cache import WorkFileCache
 from datakit.corpus_steps.gather import gather, gather_table
 from datakit.corpus_steps.memory import prefer_jemalloc, release_memory
 from datakit.corpus_steps.near_read import BandReader, SurvivingRows, read_signatures
@@ -104,7 +105,8 @@ def rows_per_file(keys: pa.Table, files: list[str]) -> np.ndarray:
     return counts
 
 
-def near_removal(keys: pa.Table, alive: np.ndarray, files: list[str], params: nd.MinHashParams) -> Removal:
+def near_removal(keys: pa.Table, alive: np.ndarray, files: list[str], params: nd.MinHashParams,
+                 cache: WorkFileCache | None = None) -> Removal:
     """Near duplicates among the surviving rows (global indices in, global indices out)."""
     rows = SurvivingRows.of(files, rows_per_file(keys, files), alive)
     index = rows.index
@@ -115,7 +117,7 @@ def near_removal(keys: pa.Table, alive: np.ndarray, files: list[str], params: nd
     def ids(local: np.ndarray) -> pa.Array:
         return gather(id_column, index[local])
 
-    found = nd.find_near(BandReader(rows, params), functools.partial(read_signatures, rows, params), len(index), ids, params)
+    found = nd.find_near(BandReader(rows, params, cache), functools.partial(read_signatures, rows, params, cache=cache), len(index), ids, params)
     if not found:
         return Removal("near_dedup", "near_duplicate", np.zeros(0, dtype=np.int64))
     local = np.array(sorted(found), dtype=np.int64)
@@ -143,44 +145,20 @@ def reject_jobs(removal: Removal, keys: pa.Table, files: list[str], tasks: list[
 KEY_BATCH_FILES = 32  # work files whose keys are read, then made one chunk, at a time
 
 
-@dataclass
-class KeyCache:
-    """Work files' keys (`read_keys` of each file alone), kept between calls. Reading by quota asks
-    what dedup would leave once per round, over every file read so far, and the corpus steps then
-    read them all once more: cached, each file is read once (bench/bench_quota.py's 10x corpus left
-    3,011 band files). Up to `max_rows` rows (about 110 bytes a row); files beyond are read each time."""
-
-    max_rows: int = 2_000_000
-    tables: dict[str, pa.Table] = field(default_factory=dict)
-    rows: int = 0
-
-    def get(self, path: str, take: bool = False) -> pa.Table:
-        """The file's keys; `take`: and forget them (the caller keeps them from now on)."""
-        table = self.tables.pop(path) if take and path in self.tables else self.tables.get(path)
-        if table is None:
-            table = read_keys([path])
-            if not take and self.rows + table.num_rows <= self.max_rows:
-                self.tables[path] = table
-                self.rows += table.num_rows
-        elif take:
-            self.rows -= table.num_rows
-        return table
-
-
-def _file_keys(files: list[str], first: int, cache: KeyCache | None, take: bool) -> pa.Table:
+def _file_keys(files: list[str], first: int, cache: WorkFileCache | None, take: bool) -> pa.Table:
     """Keys of a batch of work files, one chunk, `part` counted from `first`."""
     if cache is None:
         batch = read_keys(files)
         part = batch.column("part").to_numpy() + first
     else:
-        tables = [cache.get(path, take) for path in files]
+        tables = [cache.read(path, "keys", functools.partial(read_keys, [path]), take) for path in files]
         batch = pa.concat_tables(tables)
         part = np.repeat(np.arange(first, first + len(files), dtype=np.int64), [t.num_rows for t in tables])
     at = batch.schema.get_field_index("part")
     return batch.set_column(at, batch.field(at), pa.array(part)).combine_chunks()
 
 
-def read_corpus_keys(files: list[str], cache: KeyCache | None = None, take: bool = False) -> pa.Table:
+def read_corpus_keys(files: list[str], cache: WorkFileCache | None = None, take: bool = False) -> pa.Table:
     """The key table of the work files (`workfile.read_keys`), read a batch of files at a time and
     each batch made one chunk: one chunk per file left thousands of small buffers that the
     allocator held at nearly twice their size, the larger part of the driver's memory. `cache`:
@@ -194,7 +172,8 @@ def read_corpus_keys(files: list[str], cache: KeyCache | None = None, take: bool
     return pa.concat_tables(batches)
 
 
-def dedup_removals(recipe: Recipe, keys: pa.Table, files: list[str], alive: np.ndarray) -> Iterator[Removal]:
+def dedup_removals(recipe: Recipe, keys: pa.Table, files: list[str], alive: np.ndarray,
+                   cache: WorkFileCache | None = None) -> Iterator[Removal]:
     """The recipe's dedup steps in order, each over the rows the ones before left `alive` (the
     caller takes each removal's rows out of `alive` before asking for the next)."""
     if recipe.dedup.exact:
@@ -203,19 +182,19 @@ def dedup_removals(recipe: Recipe, keys: pa.Table, files: list[str], alive: np.n
         yield removal
     params = nd.params_for(recipe.dedup.near)
     if params is not None:
-        removal = near_removal(keys, alive, files, params)
+        removal = near_removal(keys, alive, files, params, cache)
         release_memory()
         yield removal
 
 
-def cells_after_dedup(recipe: Recipe, partitions: list[PartitionResult], cache: KeyCache | None = None) -> Counter:
+def cells_after_dedup(recipe: Recipe, partitions: list[PartitionResult], cache: WorkFileCache | None = None) -> Counter:
     """Records per (group, language, task) that dedup would leave, written nowhere: what reading by
-    quota checks its quotas against before it stops reading. `cache`: the keys of files read by
-    an earlier call (filled by this one)."""
+    quota checks its quotas against before it stops reading. `cache`: what earlier calls read of
+    the work files (filled by this one)."""
     files = [path for p in partitions for path in p.records.values()]
     keys = read_corpus_keys(files, cache)
     alive = np.ones(keys.num_rows, dtype=bool)
-    for removal in dedup_removals(recipe, keys, files, alive):
+    for removal in dedup_removals(recipe, keys, files, alive, cache):
         alive[removal.rows] = False
     counts = keys.filter(pa.array(alive)).group_by(["group", "lang", "task"]).aggregate([([], "count_all")])
     columns = (counts.column(c).to_pylist() for c in ("group", "lang", "task", "count_all"))
@@ -238,16 +217,16 @@ class CorpusResult:
 
 
 def run_corpus_steps(recipe: Recipe, partitions: list[PartitionResult], fp: dict[str, str], out: Path, engine: Engine,
-                     quotas: Quotas | None = None, key_cache: KeyCache | None = None) -> CorpusResult:
+                     quotas: Quotas | None = None, cache: WorkFileCache | None = None) -> CorpusResult:
     """Exact dedup, near dedup and balance over every kept record, in that order; the rejected rows
     of each dedup step are written by one engine task per work file that has any. `quotas`: planned
-    by reading by quota (else balance plans them from the records it is given); `key_cache`: the
-    keys reading by quota read already (emptied here: the key table holds them from then on)."""
+    by reading by quota (else balance plans them from the records it is given); `cache`: what
+    reading by quota read of the work files already (emptied here once dedup is done)."""
     # One work file per (task, language): `part` indexes this list.
     parts = [(p, lang, path) for p in partitions for lang, path in p.records.items()]
     files = [path for _, _, path in parts]
     tasks = [f"{p.task}--{lang}" for p, lang, _ in parts]
-    keys = read_corpus_keys(files, key_cache, take=True)
+    keys = read_corpus_keys(files, cache, take=True)
     n = keys.num_rows
     # Each row's source as a small integer (the index of its name, sorted), one Arrow chunk at a time.
     names = sorted({p.source for p, _, _ in parts})
@@ -279,7 +258,7 @@ def run_corpus_steps(recipe: Recipe, partitions: list[PartitionResult], fp: dict
                 s.rejected[reason] = g
             per_source[src].append(s)
 
-    for removal in dedup_removals(recipe, keys, files, alive):
+    for removal in dedup_removals(recipe, keys, files, alive, cache):
         removed = np.zeros(n, dtype=bool)
         removed[removal.rows] = True
         stage_name = removal.stage
@@ -287,6 +266,8 @@ def run_corpus_steps(recipe: Recipe, partitions: list[PartitionResult], fp: dict
         jobs = reject_jobs(removal, keys, files, tasks, out, fp[stage_name])
         rejected_files[stage_name] = [r.file for r in engine.map(write_rejected, jobs, stage_name.replace("_", " "))]
         alive &= ~removed
+    if cache is not None:
+        cache.clear()
 
     index = np.flatnonzero(alive)
     survivors = gather_table(keys, index, ["id", "group", "lang", "task"])
