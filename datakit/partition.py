@@ -207,6 +207,8 @@ def process_partition(job: PartitionJob) -> PartitionResult:
     run.start()
     # What the task starts with (modules, models, the stages' tables) lives as long as the worker:
     # kept out of the collector's way, the per-record objects are collected at a fraction of the cost.
+    # Never unfrozen: the next task's collection then walks only what was made since (unfrozen after
+    # each task, every task's first collection walked everything again: 0.33 s a task).
     gc.collect()
     gc.freeze()
     try:
@@ -218,8 +220,7 @@ def process_partition(job: PartitionJob) -> PartitionResult:
     except BaseException as e:
         run.abort(e)
         raise
-    finally:  # a worker runs many tasks: what this one froze is collectable again, and what it freed goes back
-        gc.unfreeze()
+    finally:  # a worker runs many tasks: what this one freed goes back to the system
         release_memory()
 
 
