@@ -163,10 +163,9 @@ class LangId:
         top label is another language are read one by one (their script decides which label counts)."""
         if not texts:
             return []
-        index: dict[str, int] = {}
-        for text in texts:
-            index.setdefault(text, len(index))
-        labels, probs = self.model.predict(list(index), k=self.k)
+        distinct = list(dict.fromkeys(texts))  # in first-seen order
+        index = dict(zip(distinct, range(len(distinct)), strict=True))
+        labels, probs = self.model.predict(distinct, k=self.k)
         # fastText leaves out labels of negligible probability (fewer than k for 1-2% of texts): rows are
         # padded with a label that is no language (`pad`, never a member) of probability 0.
         lengths = np.fromiter(map(len, labels), dtype=np.intp, count=len(labels))

@@ -87,6 +87,7 @@ class Profiles:
         with source.open("rb") as f, np.load(f, allow_pickle=False) as data:
             self.codes = [str(c) for c in data["codes"]]
             self.tables = data["tables"].astype(np.float32) * np.float32(CLIP / 127)
+        self._flat = self.tables.reshape(-1)  # [language << BITS | bucket]: one gather per batch, not a 2-D fancy index
         self.index = {c: i for i, c in enumerate(self.codes)}
 
     def supports(self, code: str) -> bool:
@@ -98,8 +99,8 @@ class Profiles:
         if not texts:
             return []
         buckets, ids = ngram_buckets(texts)
-        rows = np.array([self.index[e] for e in expected])
-        total = np.bincount(ids, weights=self.tables[rows[ids], buckets], minlength=len(texts))
+        rows = np.fromiter(map(self.index.__getitem__, expected), dtype=np.int64, count=len(expected)) << BITS
+        total = np.bincount(ids, weights=self._flat[rows[ids] | buckets], minlength=len(texts))
         n = np.bincount(ids, minlength=len(texts))
         return (total / np.maximum(n, 1)).tolist()
 
