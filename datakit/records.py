@@ -8,7 +8,9 @@ every seeded choice are computed here and nowhere else.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -16,13 +18,17 @@ from datakit.hashing import canonical_bytes, canonical_json
 from datakit.languages import HUBS
 
 Record = dict[str, Any]
+_Item = TypeVar("_Item")
 META_RAW_LIMIT = 1024
+# A message as the id hashes it: (role, content), which canonical JSON writes as the list
+# [role, content] (a tuple from itemgetter, not a new list per message).
+_ROLE_CONTENT = itemgetter("role", "content")
 
 
 def record_id(record: Record) -> str:
     """Hash of the record's content: same messages, languages and task -> same id, anywhere."""
     content = [
-        [[m["role"], m["content"]] for m in record["messages"]],
+        list(map(_ROLE_CONTENT, record["messages"])),
         record.get("src_lang"),
         record.get("tgt_lang"),
         record.get("task"),
@@ -138,11 +144,20 @@ def to_table(records: list[Record], schema: pa.Schema, extra: dict[str, list | p
         elif name == "id":
             values = [r["id"] if r.get("id") is not None else record_id(r) for r in records]
         elif name in ("scores", "meta"):
-            values = [canonical_json(r.get(name) or {}) for r in records]
+            values = [canonical_json(v) if (v := r.get(name)) else "{}" for r in records]
         else:
-            values = [r.get(name) for r in records]
+            values = _column(records, name)
         arrays.append(values if isinstance(values, pa.Array) else pa.array(values, type=field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _column(records: list[Record], name: str) -> list:
+    """`[r.get(name) for r in records]`, at C speed where every record holds the key (those
+    construction makes hold every contract field)."""
+    try:
+        return list(map(itemgetter(name), records))
+    except KeyError:
+        return [r.get(name) for r in records]
 
 
 def stable_int(*parts: Any) -> int:
@@ -184,6 +199,11 @@ class Draws:
         if n <= 0:
             raise ValueError(f"randrange({n}): empty range")
         return (self._next() * n) >> 64
+
+    def pick(self, items: Sequence[_Item]) -> _Item:
+        """`items[self.randrange(len(items))]`, the same draw: one call where a builder picks a
+        template or a language (two per record)."""
+        return items[self.randrange(len(items))]
 
     def shuffle(self, items: list) -> None:
         """Fisher-Yates in place, like `random.shuffle`."""

@@ -15,18 +15,22 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import regex
 
 from datakit import workfile
 from datakit.construct import Rejected, build
 from datakit.construct import templates as T
+from datakit.construct.builders import _blank
+from datakit.construct.interactive import _WORD, stands_alone
 from datakit.corpus_steps.exact_dedup import dedup_key
 from datakit.corpus_steps.near_dedup import minhash_params
 from datakit.recipe import load_recipe
-from datakit.records import record_id, seeded_rng, to_row, to_table
+from datakit.records import content_texts, record_id, seeded_rng, to_row, to_table
 from datakit.schema import record_schema, rejected_schema
 from datakit.sources import adapter_for
 from datakit.sources.base import RawRow, ReadContext
 from datakit.store import StageDir
+from datakit.text import normalise_text
 from datakit.workfile import TaskWriters, read_keys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +72,32 @@ def test_a_cut_frame_renders_like_the_template(records):
             for text in texts:
                 want = template.render(**T.frame_names(src, tgt, template.lang), text=text)
                 assert T.frame_text(template, src, tgt, template.lang, text) == want
+
+
+def test_blank_check_agrees_with_normalising(records):
+    """Construction answers "is this text empty once normalised" without normalising most texts:
+    the answer must be the long way's, on every real text and on texts made of what normalising
+    drops (controls, the BOM, separators, spaces of every kind, a lone combining mark)."""
+    texts = {t for r in records for t in content_texts(r)}
+    drops = ["\x00", "\x07", "\x85", "\ufeff", "\u2028", "\u2029", "\u00a0", "\u3000", "\u2000", "\r\n", "\t", " "]
+    texts |= {a + b for a in drops for b in drops} | {d + "\u0301" for d in drops} | {d + "x" for d in drops} | {""}
+    assert len(texts) > 400 and any(not normalise_text(t, "NFC") for t in texts)
+    assert [t for t in texts if _blank(t) != (not normalise_text(t, "NFC"))] == []
+
+
+def test_whole_word_check_agrees_with_the_pattern(records):
+    """An interactive request for words is checked without a pattern per word: it must find what
+    `(?<!\\p{L})word(?!\\p{L})` finds, for every word of the real references, in the references
+    they come from and in their neighbours (where many occur only inside longer words)."""
+    answers = [r["messages"][1]["content"] for r in records if r["task"] == "translation"][:400]
+    checked = found = 0
+    for i, answer in enumerate(answers):
+        for other in (answer, answers[i - 1], answer.lower()):
+            for word in set(_WORD.findall(answer)):
+                want = regex.search(rf"(?<!\p{{L}}){regex.escape(word)}(?!\p{{L}})", other) is not None
+                assert stands_alone(word, other) == want, (word, other)
+                checked, found = checked + 1, found + want
+    assert checked > 3000 and 0 < found < checked
 
 
 def _write(batches: list[list[dict]], folder: Path) -> TaskWriters:

@@ -9,7 +9,14 @@ from datakit.construct.interactive import interactive
 from datakit.construct.templates import NativeTemplates, Template
 from datakit.languages import HUBS
 from datakit.recipe import Recipe, Source
-from datakit.records import Record, new_record, seeded_rng, set_content, set_lid_checks
+from datakit.records import (
+    Draws,
+    Record,
+    new_record,
+    seeded_rng,
+    set_content,
+    set_lid_checks,
+)
 from datakit.sources.base import Instruction, Parallel, QAItem, RawRow, Synthesised
 from datakit.text import normalise_text
 
@@ -37,6 +44,13 @@ def _qa_dedup(record: Record, question: str, answer: str, passage: str) -> None:
 
 
 def _blank(text: str) -> bool:
+    """Whether the text is empty once normalised. A text whose first non-space character is
+    printable is not: normalising only drops control characters (never printable) and spaces, and
+    no printable character composes to nothing, so nearly every text is answered without
+    normalising it (one normalisation per text and direction was a twentieth of construction)."""
+    stripped = text.lstrip()
+    if stripped and stripped[0].isprintable():
+        return False
     return not normalise_text(text, "NFC")
 
 
@@ -70,19 +84,21 @@ def translation_pairs(ex: Parallel, pivots: list[str], directions: list[str]) ->
     return pairs
 
 
-def frame(recipe: Recipe, native: NativeTemplates, ex: Parallel, rng) -> Template:
+def frame(recipe: Recipe, own: list[Template], ex: Parallel, rng: Draws) -> Template:
     """The template around a translation: for a `share` of the records of a language X with native
-    templates, one written in X; otherwise one in a hub language (`instruction_langs`). The extra
-    draw happens only where X has native templates, so other records are framed as before."""
+    templates (`own`: those of X that fit the row's unit), one written in X; otherwise one in a hub
+    language (`instruction_langs`). The extra draw happens only where X has native templates, so
+    other records are framed as before."""
     cfg = recipe.construction
-    own = [t for t in native.get(ex.focus, ()) if t.unit in (ex.unit, "any")]
     if own and rng.random() < cfg.native_templates.share:
-        return own[rng.randrange(len(own))]
+        return rng.pick(own)
     langs = cfg.translation.instruction_langs
-    return T.choose(T.TRANSLATION, langs[rng.randrange(len(langs))], ex.unit, rng)
+    return T.choose(T.TRANSLATION, rng.pick(langs), ex.unit, rng)
 
 
 def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe, native: NativeTemplates) -> list[Built]:
+    """Translation records for each direction around the pivots. What every direction of a row
+    shares is worked out once per row: whether each text is blank, and the row's native templates."""
     cfg = recipe.construction.translation
     pairs = translation_pairs(ex, recipe.pivots, cfg.directions)
     if not pairs and cfg.non_pivot_pairs:  # X<->Y, when the recipe asks for it
@@ -91,27 +107,30 @@ def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe, nativ
     if not pairs:
         stub = _record(source, row, messages=[], lang=ex.focus, task="translation", meta={"text": ex.texts.get(ex.focus, "")[:1024]})
         return [Rejected(stub, "no_pivot_text")]
+    texts, focus_is_hub = ex.texts, ex.focus in HUBS
+    blank = {c: _blank(texts[c]) for c in {c for pair in pairs for c in pair}}
+    own = [t for t in native.get(ex.focus, ()) if t.unit in (ex.unit, "any")]
     out: list[Built] = []
     for src, tgt in pairs:
-        if _blank(ex.texts[src]) or _blank(ex.texts[tgt]):
+        if blank[src] or blank[tgt]:
             # The template around an empty source would hide it from the empty-text check.
-            stub = _record(source, row, messages=_turns(ex.texts[src], ex.texts[tgt]), lang=ex.focus if ex.focus not in HUBS else tgt,
+            stub = _record(source, row, messages=_turns(texts[src], texts[tgt]), lang=ex.focus if not focus_is_hub else tgt,
                            task="translation", src_lang=src, tgt_lang=tgt)
             out.append(Rejected(stub, "empty_text"))
             continue
-        rng = seeded_rng(recipe.seed, source.name, row.loc, src, tgt)
-        template = frame(recipe, native, ex, rng)
+        template = frame(recipe, own, ex, seeded_rng(recipe.seed, source.name, row.loc, src, tgt))
         inst_lang = template.lang
-        user = T.frame_text(template, src, tgt, inst_lang, ex.texts[src])
-        lang = tgt if ex.focus in HUBS or src not in HUBS and tgt not in HUBS else ex.focus
-        joined = {ex.joined[c] for c in (src, tgt) if c in ex.joined}
-        record = _record(source, row, messages=_turns(user, ex.texts[tgt]), lang=lang, task="translation",
-                         src_lang=src, tgt_lang=tgt,
-                         meta={"template": template.id, "instruction_lang": inst_lang, "unit": ex.unit,
-                               **({"joined_through": joined.pop()} if joined else {})})
+        source_text, target_text = texts[src], texts[tgt]
+        lang = tgt if focus_is_hub or src not in HUBS and tgt not in HUBS else ex.focus
+        meta = {**row.loc, "template": template.id, "instruction_lang": inst_lang, "unit": ex.unit}
+        if ex.joined and (joined := ex.joined.get(src) or ex.joined.get(tgt)):
+            meta["joined_through"] = joined
+        record = new_record(messages=_turns(T.frame_text(template, src, tgt, inst_lang, source_text), target_text),
+                            lang=lang, task="translation", source=source.name, license=source.license,
+                            src_lang=src, tgt_lang=tgt, meta=meta)
         # Duplicates are the same pair of texts, whatever template framed them; LID checks each side.
-        set_content(record, [ex.texts[src], ex.texts[tgt]])
-        set_lid_checks(record, [("source", ex.texts[src], src), ("answer", ex.texts[tgt], tgt)])
+        set_content(record, [source_text, target_text])
+        set_lid_checks(record, [("source", source_text, src), ("answer", target_text, tgt)])
         out.append(record)
     return out
 

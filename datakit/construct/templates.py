@@ -18,6 +18,7 @@ from typing import Literal
 import regex
 
 from datakit.languages import display_name, indefinite_article
+from datakit.records import Draws
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,13 @@ def fill(text: str, frame_lang: str, /, **fields: str) -> str:
         return v
 
     return _FIELD.sub(value, text)
+
+
+@functools.lru_cache(maxsize=4096)
+def fill_name(text: str, frame_lang: str, field: str, name: str) -> str:
+    """`fill(text, frame_lang, **{field: name})` for a sentence whose one field is a language's
+    name (an interactive revision request): few of them, so each is filled once, not per record."""
+    return fill(text, frame_lang, **{field: name})
 
 
 # Templates in other languages, made by the LLM step (construct/native.py): language -> templates.
@@ -148,7 +156,7 @@ def frame_text(template: Template, src_lang: str, tgt_lang: str, inst_lang: str,
 _FITTING: dict[tuple[int, str, str], tuple[list[Template], list[Template]]] = {}
 
 
-def choose(templates: list[Template], lang: str, unit: str, rng) -> Template:
+def choose(templates: list[Template], lang: str, unit: str, rng: Draws) -> Template:
     """A template in `lang` that fits the unit, picked by the row's own seeded draws. Which templates
     fit is worked out once per list, language and unit."""
     key = (id(templates), lang, unit)
@@ -156,4 +164,4 @@ def choose(templates: list[Template], lang: str, unit: str, rng) -> Template:
     if known is None or known[0] is not templates:
         known = _FITTING[key] = (templates, [t for t in templates if t.lang == lang and t.unit in (unit, "any")])
     fitting = known[1]
-    return fitting[rng.randrange(len(fitting))]
+    return rng.pick(fitting)
