@@ -21,7 +21,8 @@ from datakit.build import BuildOptions, run_build
 from datakit.corpus_steps import near_dedup as nd
 from datakit.corpus_steps import near_read
 from datakit.corpus_steps.exact_dedup import duplicates_among
-from datakit.corpus_steps.run import exact_removal, near_removal
+from datakit.corpus_steps.file_cache import WorkFileCache
+from datakit.corpus_steps.run import exact_removal, near_removal, read_corpus_keys
 from datakit.recipe import load_recipe
 from datakit.workfile import read_keys
 
@@ -99,6 +100,28 @@ def test_near_duplicates_read_file_by_file_match_the_whole_matrix(work_files, mo
     assert len(expected) >= 20  # the planted near copies (and NTREX's own near-identical lines)
     assert got == expected
     assert not alive[removal.rows].size or alive[removal.rows].all()
+
+
+@pytest.mark.parametrize("budget", [0, 64 << 10, 1 << 30], ids=["nothing kept", "some files kept", "every file kept"])
+def test_what_the_cache_kept_gives_the_answers_of_reading_the_files(work_files, budget):
+    """Reading by quota's checks read through a WorkFileCache: keys and near duplicates from kept
+    files (read again, taken over) are those of reading every file, whatever part of them fits."""
+    files, params = work_files
+    cache = WorkFileCache(budget)
+    keys = read_corpus_keys(files)
+    assert read_corpus_keys(files, cache).equals(keys)
+    alive = np.ones(keys.num_rows, dtype=bool)
+    alive[exact_removal(keys, alive).rows] = False
+    expected = reference_near(files, alive, params)
+    for _ in range(2):  # the second time from what the first kept
+        removal = near_removal(read_corpus_keys(files, cache), alive, files, params, cache)
+        got = list(zip(removal.rows.tolist(), removal.meta["near_duplicate_of"], removal.meta["similarity"], strict=True))
+        assert got == expected
+    assert cache.bytes <= budget
+    kept = {0: 0, 1 << 30: 2 * len(files)}.get(budget)  # keys and near columns of each file
+    assert len(cache.tables) == kept if kept is not None else 0 < len(cache.tables) < 2 * len(files)
+    assert read_corpus_keys(files, cache, take=True).equals(keys)
+    assert not any(kind == "keys" for _, kind in cache.tables)  # taken over, no longer kept
 
 
 def test_a_signature_column_holds_the_matrix_it_was_made_from():

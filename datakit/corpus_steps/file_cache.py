@@ -38,6 +38,10 @@ class WorkFileCache:
                 self.bytes += table.nbytes
         return table
 
+    def kept(self, path: str, kind: str) -> pa.Table | None:
+        """The table kept for the file, if any (never a read)."""
+        return self.tables.get((path, kind))
+
     def clear(self) -> None:
         self.tables.clear()
         self.bytes = 0

@@ -97,7 +97,7 @@ def read_signatures(rows: SurvivingRows, params: nd.MinHashParams, involved: np.
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         p = int(part[lo])
         local = rows_of[lo:hi] - rows.starts[p]
-        kept = cache.tables.get((rows.files[p], "near")) if cache is not None else None
+        kept = cache.kept(rows.files[p], "near") if cache is not None else None
         if kept is not None:
             sigs[lo:hi] = nd.signature_matrix(kept.column(nd.SIGNATURE).take(pa.array(local)), params)
             continue
