@@ -422,7 +422,8 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
                                 functools.partial(cells_after_dedup, recipe, cache=cache))
         partitions = reading.results
         phase_seconds["prepare (wall)"], clock = time.perf_counter() - clock, time.perf_counter()
-        corpus = run_corpus_steps(recipe, partitions, fp, out, engine, reading.quotas, cache)
+        # Without a target nothing was read before: the cache would only hold near-dedup columns.
+        corpus = run_corpus_steps(recipe, partitions, fp, out, engine, reading.quotas, cache if reading.quotas is not None else None)
         phase_seconds["dedup + balance (wall)"], clock = time.perf_counter() - clock, time.perf_counter()
         if opts.dry_run:
             print_plan(console, recipe, corpus.available, corpus.quotas, corpus.shortfall)

@@ -62,7 +62,7 @@ def test_tsv_rows_with_the_wrong_field_count_are_rejected(tmp_path):
 def test_line_offsets_split_a_file_into_exact_line_ranges(tmp_path):
     p = tmp_path / "x.jsonl"
     p.write_text("".join(f'{{"n": {i}}}\n' for i in range(1, 26)), encoding="utf-8")
-    marks = files.line_offsets(p, 10)
+    marks = files.line_marks(p, 10)[0]
     assert [line for _, line in marks] == [1, 11, 21]
     got = []
     for start_byte, start_line in marks:
@@ -115,7 +115,7 @@ def test_later_bands_read_from_the_index_exactly_what_a_scan_reads(tmp_path, mon
     assert _bands_read(p, bands, index) == scanned and index.exists()
     assert _bands_read(p, bands, index) == scanned  # from the kept index
     # a line range of the file (a task's share) keeps an index of its own lines
-    marks = files.line_offsets(p, 1000)
+    marks = files.line_marks(p, 1000)[0]
     start_byte, start_line = marks[1]
     part_index = tmp_path / "idx" / "part.npz"
     assert _bands_read(p, bands, part_index, start_byte, start_line, 1000) == _bands_read(p, bands, None, start_byte, start_line, 1000)

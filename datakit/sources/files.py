@@ -98,14 +98,10 @@ def count_lines(path: Path) -> int:
     return n + (last != b"\n")
 
 
-def line_offsets(path: Path, every: int) -> list[tuple[int, int]]:
-    """(byte offset, line number) at the start of every `every`-th line: where line-range tasks start."""
-    return line_marks(path, every)[0]
-
-
 def line_marks(path: Path, every: int) -> tuple[list[tuple[int, int]], int]:
-    """`line_offsets` and `count_lines` in one pass over the file, the LFs found with numpy (a
-    Python loop over every line was most of planning a large JSON Lines source)."""
+    """(byte offset, line number) at the start of every `every`-th line (where line-range tasks
+    start), and the number of lines as `count_lines` counts them: one pass over the file, the LFs
+    found with numpy (a Python loop over every line was most of planning a large JSON Lines source)."""
     starts, line, pos, last = [np.zeros(1, dtype=np.int64)], 1, 0, b"\n"
     with open(path, "rb") as f:
         while chunk := f.read(1 << 22):
