@@ -54,7 +54,7 @@ from datakit.output_folder import STATE, WrittenFiles, check_resume, open_output
 from datakit.partition import PartitionJob, PartitionResult, count_rows, process_partition
 from datakit.quota import read_by_quota
 from datakit.recipe import Recipe, load_recipe, with_overrides
-from datakit.record_stages.decontaminate import Index, build_index
+from datakit.record_stages.decontaminate import Index, build_index, save_index
 from datakit.record_stages.lid import LanguageId
 from datakit.record_stages.order import StageResources, stage_names
 from datakit.resources import pipeline_path
@@ -404,7 +404,8 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
     joins = {s.name: str(build_join_index(recipe, s, ctx, StageDir(out, "join", fp["prepare"]).file(f"{s.name}.sqlite")))
              for s in recipe.sources if s.join is not None}
 
-    resources = StageResources(lid_model=lid_model, contamination=decontamination, llm_cache=opts.cache_dir, run_id=fp["prepare"][:16])
+    index_file = save_index(decontamination, StageDir(out, "prepare", fp["prepare"]).file("_index", "decontamination.pickle")) if decontamination else None
+    resources = StageResources(lid_model=lid_model, contamination=index_file, llm_cache=opts.cache_dir, run_id=fp["prepare"][:16])
     with collect_warnings() as warnings:
         planned = plan_partitions(recipe, ctx)
     warnings += check_selection(recipe, ctx, planned)

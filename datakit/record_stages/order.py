@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from datakit.recipe import Recipe
 from datakit.record_stages.base import RecordStage
-from datakit.record_stages.decontaminate import Decontaminate, Index
+from datakit.record_stages.decontaminate import Decontaminate, load_index
 from datakit.record_stages.judge import Judge
 from datakit.record_stages.length import Length
 from datakit.record_stages.lid import LanguageId
@@ -27,7 +27,7 @@ class StageResources:
     """What the driver prepares once for every task: files and indexes stages load, never rebuild."""
 
     lid_model: str | None = None  # path of the fastText model (resolved before any task runs)
-    contamination: Index | None = None  # n-grams of the evaluation sets
+    contamination: str | None = None  # the n-grams of the evaluation sets: a file (decontaminate.save_index)
     llm_cache: str | None = None  # the LLM response cache folder (judge)
     run_id: str = ""  # the judge's budget/run label
 
@@ -49,7 +49,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(Normalise.name, lambda r: True, lambda r, res: Normalise(r.filters.normalise)),
     StageSpec(Length.name, lambda r: True, lambda r, res: Length(r.filters.length)),
     # Contamination first: a record holding a benchmark item is reported as such, whatever else is wrong with it.
-    StageSpec(Decontaminate.name, lambda r: bool(r.filters.decontaminate.sets), lambda r, res: Decontaminate(_prepared(res.contamination, "the decontamination index"))),
+    StageSpec(Decontaminate.name, lambda r: bool(r.filters.decontaminate.sets), lambda r, res: Decontaminate(load_index(_prepared(res.contamination, "the decontamination index")))),
     StageSpec(LanguageId.name, lambda r: r.filters.lid.enabled, lambda r, res: LanguageId(r.filters.lid, _prepared(res.lid_model, "the LID model"))),
     StageSpec(Quality.name, lambda r: r.filters.quality.enabled, lambda r, res: Quality(r.filters.quality)),
     # Last: the LLM judges only what every other filter kept.

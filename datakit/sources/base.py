@@ -216,6 +216,13 @@ class RowBand:
     def outside(self, loc: dict[str, Any]) -> bool:
         return not self.lo <= self.position(loc) < self.hi
 
+    def split(self, positions: np.ndarray) -> tuple[np.ndarray, Passed]:
+        """Which rows of these positions the band reads (a mask), and the others as one `Passed`
+        (with how many of them lie after the band), for an adapter that knows its rows' positions
+        before reading them."""
+        inside = (positions >= self.lo) & (positions < self.hi)
+        return inside, Passed({}, count=int(len(positions) - inside.sum()), beyond=int((positions >= self.hi).sum()))
+
 
 class Adapter(Protocol):
     def partitions(self, source: Source, ctx: ReadContext) -> list[Partition]: ...

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from datakit.errors import SourceError
-from datakit.sources.base import Passed, RawError, RowBand, Unread
+from datakit.sources.base import RawError, RowBand, Unread
 
 BOM = b"\xef\xbb\xbf"
 ROW_SUFFIXES = (".jsonl", ".json", ".ndjson", ".parquet", ".csv", ".tsv")
@@ -158,13 +158,13 @@ def _json_row(loc: dict[str, Any], text: str) -> tuple[dict, Any] | RawError:
 def _json_lines_by_index(path: Path, start_byte: int, start_line: int, limit: int | None,
                          band: RowBand) -> Iterator[tuple[dict, Any] | RawError | Unread]:
     lines, offsets, positions = _line_positions(path, start_byte, start_line, limit, band)
-    inside = (positions >= band.lo) & (positions < band.hi)
+    inside, passed = band.split(positions)
     with open(path, "rb") as f:
         for number, offset in zip(lines[inside].tolist(), offsets[inside].tolist(), strict=True):
             f.seek(offset)
             item = _decode_line(path, number, _strip_line(f.readline(), number))
             yield item if isinstance(item, RawError) else _json_row({"file": str(path), "line": number}, item.text)
-    yield Passed({}, count=int(len(positions) - inside.sum()), beyond=int((positions >= band.hi).sum()))
+    yield passed
 
 
 def _line_positions(path: Path, start_byte: int, start_line: int, limit: int | None,

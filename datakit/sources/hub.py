@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from datakit.errors import SourceError
 from datakit.recipe import Source
 from datakit.sources import files
-from datakit.sources.base import Passed, RawError, RowBand, Unread
+from datakit.sources.base import RawError, RowBand, Unread
 
 
 def mirror_path(hub_id: str, mirror: Path | None) -> Path | None:
@@ -225,7 +225,7 @@ def _iter_parquet_band(path: Path, where: dict[str, Any], band: RowBand) -> Iter
     pf = pq.ParquetFile(path)
     n = pf.metadata.num_rows
     positions = files.kept_index(band.index, lambda: {"positions": band.positions(where, "row", range(n))})["positions"]
-    inside = (positions >= band.lo) & (positions < band.hi)
+    inside, passed = band.split(positions)
     start = 0
     for g in range(pf.num_row_groups):
         size = pf.metadata.row_group(g).num_rows
@@ -235,7 +235,7 @@ def _iter_parquet_band(path: Path, where: dict[str, Any], band: RowBand) -> Iter
             for i, row in zip(rows.tolist(), table.to_pylist(), strict=True):
                 yield ({**where, "row": start + i}, row)
         start += size
-    yield Passed({}, count=int(n - inside.sum()), beyond=int((positions >= band.hi).sum()))
+    yield passed
 
 
 def _iter_array_rows(names: list[str], target: str, local: bool, where: dict[str, Any], shard: int, shards: int,
