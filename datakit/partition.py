@@ -12,7 +12,7 @@ import collections
 import gc
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,9 @@ class PartitionResult:
     reused: bool = False  # finished by an earlier run
 
     def to_marker(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "reused"}
+        """The result as its marker holds it (JSON: the fields are plain values; not `asdict`, which
+        copies every nested stats dict first)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "reused"}
 
 
 class PartitionRun:
