@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import shutil
@@ -104,13 +105,46 @@ def prune(out: Path, keep: dict[str, set[str]]) -> None:
                 shutil.rmtree(fp_dir, ignore_errors=True)
 
 
-def take_rows(path: str, rows: tuple[int, ...] | list[int], columns: list[str] | None = None) -> pa.Table:
-    """The given rows of a Parquet file, reading only the row groups that hold them."""
-    pf = pq.ParquetFile(path)
-    starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
+# A piece of a Parquet file: some of its row groups, named by one string (`piece`) wherever a file's
+# path goes (task results, markers, the corpus steps' file lists). A partition task keeps one work
+# file with a run of row groups per language, not a file per language: a band task of reading by
+# quota keeps a few rows in each of a hundred languages, and a hundred small files cost more to
+# write, open and read than the rows in them.
+PIECE = "#row-groups="
+
+
+def piece(path: str | Path, groups: list[int]) -> str:
+    return f"{path}{PIECE}{','.join(map(str, groups))}"
+
+
+def open_piece(ref: str) -> tuple[pq.ParquetFile, list[int]]:
+    """The file a piece is in, its footer parsed once per process (a task's file is opened once per
+    language), and the piece's row groups: every row group for a plain path."""
+    path, _, groups = ref.partition(PIECE)
+    st = os.stat(path)
+    pf = pq.ParquetFile(path, metadata=_footer(path, st.st_size, st.st_mtime_ns))
+    return pf, ([int(g) for g in groups.split(",")] if groups else list(range(pf.num_row_groups)))
+
+
+@functools.lru_cache(maxsize=64)
+def _footer(path: str, size: int, mtime_ns: int) -> pq.FileMetaData:
+    return pq.read_metadata(path)
+
+
+def read_piece(ref: str, columns: list[str] | None = None) -> pa.Table:
+    """The rows of a piece (a path: the whole file), in order."""
+    pf, groups = open_piece(ref)
+    return pf.read_row_groups(groups, columns=columns, use_threads=False)
+
+
+def take_rows(ref: str, rows: tuple[int, ...] | list[int], columns: list[str] | None = None) -> pa.Table:
+    """The given rows of a Parquet file or piece (numbered within it), reading only the row groups
+    that hold them."""
+    pf, groups = open_piece(ref)
+    starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in groups])
     wanted = np.asarray(rows, dtype=np.int64)
-    groups = sorted(set(np.searchsorted(starts, wanted, side="right") - 1))
-    table = pf.read_row_groups(groups, columns=columns)
-    offset = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
+    held = sorted(set((np.searchsorted(starts, wanted, side="right") - 1).tolist()))
+    table = pf.read_row_groups([groups[i] for i in held], columns=columns)
+    offset = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in held])
     local = np.searchsorted(offset, wanted)
     return table.take(pa.array(local))

@@ -1,11 +1,14 @@
 """Work files: the records a partition task kept, as the whole-corpus steps and the shards read them.
 
-A task writes one work file per language (a shard then reads only its language's files) holding
-the contract's columns plus what the corpus steps need without the text: the exact-dedup key
-(`_dkey`), the size (`_nbytes`) and, for near dedup, the bucket key and MinHash signature. Records
-a stage rejected go to one rejected file per stage. Rows are buffered and written in fixed-size
-row groups, so a file's bytes depend on its rows alone, not on how they were batched on their way
-(the Dask task and the datatrove steps batch differently).
+A task writes one work file holding the contract's columns plus what the corpus steps need without
+the text: the exact-dedup key (`_dkey`), the size (`_nbytes`) and, for near dedup, the bucket key
+and MinHash signature. Each row group holds one language's rows, and each language's row groups are
+a piece of the file (`store.piece`): a shard reads only its language's pieces. Records a stage
+rejected go to one rejected file per stage. Rows are buffered and written in row groups of a fixed
+size per language, so each language's rows, and the row groups that hold them, depend on the rows
+alone, not on how they were batched on their way (the Dask task and the datatrove steps batch
+differently); where in the file a language's full row groups fall may differ between the two, and
+nothing reads the file in any other order than by piece.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from datakit.corpus_steps.near_dedup import SIGNATURE, MinHashParams, signature_
 from datakit.record_stages.base import Rejection
 from datakit.records import Record, to_table
 from datakit.schema import record_schema, rejected_schema
-from datakit.store import StageDir, atomic_path
+from datakit.store import StageDir, atomic_path, piece, read_piece
 
 ROW_GROUP = 1_000
 # Kept records wait, as whole batch tables, until this many are in hand, and are then split by
@@ -59,25 +62,36 @@ class TaskWriters:
     def __init__(self, stage_dir: StageDir, task: str, near: MinHashParams | None):
         self.stage_dir, self.task, self.near = stage_dir, task, near
         self.schema = work_schema(near)
-        self.kept_paths: dict[str, Path] = {}
-        self._open: dict[str, tuple[Any, pq.ParquetWriter, pa.Schema]] = {}
-        self._buffers: dict[str, list[pa.Table]] = {}
+        self.kept_path = stage_dir.file("records", f"{task}.parquet")
+        self._open: dict[str, tuple[Any, pq.ParquetWriter, pa.Schema]] = {}  # writer key -> (atomic path, writer, schema)
+        self._buffers: dict[str, list[pa.Table]] = {}  # buffer key -> tables waiting for a row group
         self._pending: dict[str, int] = {}
+        self._groups: dict[str, list[int]] = {}  # buffer key -> the row groups of its writer's file it wrote
+        self._written: dict[str, int] = {}  # writer key -> row groups written
         self._unsplit: list[pa.Table] = []  # kept batches not yet split by language
         self._unsplit_langs: list[str] = []
         self.rejected_files: dict[str, str] = {}
         self.rows: dict[str, int] = {}
 
+    @property
+    def kept_paths(self) -> dict[str, str]:
+        """Each language's kept rows: a piece of the task's work file (complete after `close`)."""
+        return {key.removeprefix("kept:"): piece(self.kept_path, groups) for key, groups in sorted(self._groups.items()) if key.startswith("kept:") and groups}
+
     def _writer(self, key: str, path: Path, schema: pa.Schema, **options: Any) -> None:
         if key not in self._open:
             ctx = atomic_path(path)
             self._open[key] = (ctx, pq.ParquetWriter(ctx.__enter__(), schema, **(options or {"compression": "zstd"})), schema)
-            self._buffers[key], self._pending[key] = [], 0
+            self._written[key] = 0
 
-    def _add(self, key: str, table: pa.Table, final: bool = False) -> None:
+    def _add(self, key: str, table: pa.Table, final: bool = False, writer: str | None = None) -> None:
         """Buffer the rows; write whole row groups only (all that is left when `final`), so the
-        file's row groups do not depend on how the rows were batched. Tables are joined only when
-        a row group is due, not on every batch."""
+        rows' row groups do not depend on how the rows were batched. Tables are joined only when
+        a row group is due, not on every batch. `writer`: the file, when it is not the buffer's own
+        (every language's rows go to the one work file)."""
+        writer = writer or key
+        if key not in self._buffers:
+            self._buffers[key], self._pending[key], self._groups[key] = [], 0, []
         if table.num_rows:
             self._buffers[key].append(table)
             self._pending[key] += table.num_rows
@@ -86,7 +100,10 @@ class TaskWriters:
         if not cut:
             return
         pending = pa.concat_tables(self._buffers[key])
-        self._open[key][1].write_table(pending.slice(0, cut), row_group_size=ROW_GROUP)
+        self._open[writer][1].write_table(pending.slice(0, cut), row_group_size=ROW_GROUP)
+        groups = -(-cut // ROW_GROUP)
+        self._groups[key] += range(self._written[writer], self._written[writer] + groups)
+        self._written[writer] += groups
         rest = pending.slice(cut)
         self._buffers[key], self._pending[key] = ([rest] if rest.num_rows else []), rest.num_rows
 
@@ -128,10 +145,8 @@ class TaskWriters:
         return to_table(records, self.schema, extra)
 
     def _keep(self, lang: str, table: pa.Table) -> None:
-        if lang not in self.kept_paths:
-            self.kept_paths[lang] = self.stage_dir.file("records", self.task, f"{lang}.parquet")
-            self._writer(f"kept:{lang}", self.kept_paths[lang], self.schema, **work_file_options(self.schema))
-        self._add(f"kept:{lang}", table)
+        self._writer("kept", self.kept_path, self.schema, **work_file_options(self.schema))
+        self._add(f"kept:{lang}", table, writer="kept")
         self.rows[lang] = self.rows.get(lang, 0) + table.num_rows
 
     def reject(self, rejections: list[Rejection]) -> None:
@@ -147,9 +162,13 @@ class TaskWriters:
             self._add(stage, table)
 
     def close(self) -> None:
+        """The rows still buffered, each language's in order of language (then each stage's), and the
+        files closed."""
         self._split()
-        for key, (ctx, writer, _) in self._open.items():
-            self._add(key, self._open[key][2].empty_table(), final=True)
+        for key in sorted(self._buffers):
+            writer = "kept" if key.startswith("kept:") else key
+            self._add(key, self._open[writer][2].empty_table(), final=True, writer=writer)
+        for ctx, writer, _ in self._open.values():
             writer.close()
             ctx.__exit__(None, None, None)
 
@@ -164,7 +183,7 @@ def read_keys(files: list[str]) -> pa.Table:
     the row it is in: what the whole-corpus steps work on, a few dozen bytes a record."""
     tables = []
     for part, path in enumerate(files):
-        t = pq.ParquetFile(path).read(columns=KEY_COLUMNS)  # lighter than read_table: thousands of small files
+        t = read_piece(path, KEY_COLUMNS)
         n = t.num_rows
         t = t.append_column("part", pa.array(np.full(n, part, dtype=np.int64)))
         t = t.append_column("row", pa.array(np.arange(n, dtype=np.int64)))

@@ -69,7 +69,7 @@ def work_files(corpus, tmp_path_factory) -> tuple[list[str], nd.MinHashParams]:
     generate(corpus, root / "in", 3_000)
     (root / "in" / "recipe.yaml").write_text(RECIPE, encoding="utf-8")
     run_build(BuildOptions(recipe=str(root / "in" / "recipe.yaml"), data_dir=str(root / "in"), output=str(root / "out"), workers=1))
-    files = sorted(str(p) for p in (root / "out" / ".datakit" / "prepare").glob("*/records/*/*.parquet"))
+    files = sorted(str(p) for p in (root / "out" / ".datakit" / "prepare").glob("*/records/*.parquet"))
     return files, nd.params_for(load_recipe(root / "in" / "recipe.yaml").dedup.near)
 
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from datakit.corpus_steps import near_dedup as nd
 from datakit.corpus_steps.file_cache import WorkFileCache
 from datakit.corpus_steps.memory import release_memory
+from datakit.store import open_piece, read_piece
 
 HASH_BYTES = 16 << 20  # band buckets held at once
 SIGNATURE_READ_BYTES = 8 << 20  # signature row groups read at once when verifying candidates
@@ -81,7 +81,7 @@ class BandReader:
 
 
 def _near_columns(path: str) -> pa.Table:
-    return pq.ParquetFile(path).read(columns=["_nkey", nd.SIGNATURE], use_threads=False)
+    return read_piece(path, ["_nkey", nd.SIGNATURE])
 
 
 def read_signatures(rows: SurvivingRows, params: nd.MinHashParams, involved: np.ndarray, cache: WorkFileCache | None = None) -> np.ndarray:
@@ -101,16 +101,16 @@ def read_signatures(rows: SurvivingRows, params: nd.MinHashParams, involved: np.
         if kept is not None:
             sigs[lo:hi] = nd.signature_matrix(kept.column(nd.SIGNATURE).take(pa.array(local)), params)
             continue
-        pf = pq.ParquetFile(rows.files[p])
-        sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+        pf, groups = open_piece(rows.files[p])
+        sizes = [pf.metadata.row_group(g).num_rows for g in groups]
         starts = np.cumsum([0, *sizes])
-        group = np.searchsorted(starts, local, side="right") - 1
+        group = np.searchsorted(starts, local, side="right") - 1  # the piece's k-th row group
         per_read = max(1, SIGNATURE_READ_BYTES // max(1, max(sizes) * params.num_perm * 2))
         needed = np.unique(group)
         for k in range(0, len(needed), per_read):
             batch = needed[k : k + per_read].tolist()
             mine = np.flatnonzero(np.isin(group, batch))
-            table = pf.read_row_groups(batch, columns=[nd.SIGNATURE], use_threads=False)
+            table = pf.read_row_groups([groups[g] for g in batch], columns=[nd.SIGNATURE], use_threads=False)
             offset = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in batch])
             at = np.searchsorted(offset, local[mine])
             sigs[lo + mine] = nd.signature_matrix(table.column(nd.SIGNATURE), params)[at]
