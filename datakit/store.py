@@ -126,7 +126,7 @@ def open_piece(ref: str) -> tuple[pq.ParquetFile, list[int]]:
     return pf, ([int(g) for g in groups.split(",")] if groups else list(range(pf.num_row_groups)))
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)  # the pieces of a file are mostly read one after another
 def _footer(path: str, size: int, mtime_ns: int) -> pq.FileMetaData:
     return pq.read_metadata(path)
 
