@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -43,10 +43,8 @@ from datakit.corpus_steps.balance import validation_rows
 from datakit.corpus_steps.file_cache import WorkFileCache
 from datakit.corpus_steps.memory import prefer_jemalloc
 from datakit.corpus_steps.run import CorpusResult, cells_after_dedup, run_corpus_steps
-from datakit.datatrove_steps.partition import partition_pipeline
 from datakit.engine import Engine
 from datakit.engine.dask import DaskEngine
-from datakit.engine.datatrove import DatatroveEngine
 from datakit.errors import DatakitError, RecipeError, SourceError
 from datakit.hashing import canonical_json
 from datakit.models import resolve_lid_model
@@ -67,8 +65,10 @@ from datakit.stats import StageStats
 from datakit.store import WORK_DIR, StageDir, atomic_path, prune, write_json
 from datakit.write.card import render_card
 from datakit.write.manifest import build_manifest, file_entry
-from datakit.write.report import write_report
 from datakit.write.shards import expand_copies, plan_shards, write_shard
+
+if TYPE_CHECKING:  # datatrove is imported only when its engine is chosen (make_engine)
+    from datakit.engine.datatrove import DatatroveEngine
 
 log = logging.getLogger("datakit")
 
@@ -352,6 +352,8 @@ class _DatatroveOnDask:
         self.opts, self.work_dir = opts, work_dir
 
     def __enter__(self) -> DatatroveEngine:
+        from datakit.engine.datatrove import DatatroveEngine
+
         self.dask.__enter__()
         return DatatroveEngine(self.opts.workers, self.work_dir, client=self.dask.client).__enter__()
 
@@ -362,8 +364,12 @@ class _DatatroveOnDask:
 def run_partitions(engine: Engine, jobs: list[PartitionJob], label: str = "prepare") -> list[PartitionResult]:
     """Partition tasks: as datakit's steps in a datatrove pipeline on the datatrove engine, as plain
     tasks elsewhere (the same files either way)."""
-    if isinstance(engine, DatatroveEngine):
-        return engine.run_pipeline(label, jobs, partition_pipeline)
+    if not isinstance(engine, DaskEngine):  # datatrove's (imported only when it is chosen, see make_engine)
+        from datakit.datatrove_steps.partition import partition_pipeline
+        from datakit.engine.datatrove import DatatroveEngine
+
+        if isinstance(engine, DatatroveEngine):
+            return engine.run_pipeline(label, jobs, partition_pipeline)
     return engine.map(process_partition, jobs, label)
 
 
@@ -377,6 +383,8 @@ def make_engine(opts: BuildOptions, out: Path, fp: dict[str, str], console: Cons
     LocalPipelineExecutor, or its ranks on Dask with --scheduler)."""
     if opts.engine == "dask":
         return DaskEngine(opts.workers, opts.scheduler, console)
+    from datakit.engine.datatrove import DatatroveEngine
+
     work_dir = out / WORK_DIR / "datatrove" / fp["write"][:16]
     if opts.scheduler:
         return _DatatroveOnDask(opts, work_dir, console)
@@ -478,6 +486,9 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
                        manifest=manifest, command=opts.command)
     with atomic_path(out / "README.md") as tmp:
         tmp.write_text(card, encoding="utf-8")
+    # matplotlib, imported here: a worker process imports this module first (it is the main module)
+    from datakit.write.report import write_report
+
     report = write_report(out, stats=stats, counts=counts, mix=dict(recipe.balance.mix), title=recipe.name,
                           seed=recipe.seed, target_size=recipe.balance.target_size,
                           groups=np.repeat(selected.column("group").to_numpy(zero_copy_only=False), selected.column("copies").to_numpy()),
