@@ -49,7 +49,7 @@ from datakit.errors import DatakitError, RecipeError, SourceError
 from datakit.hashing import canonical_json
 from datakit.models import resolve_lid_model
 from datakit.output_folder import STATE, WrittenFiles, check_resume, open_output_folder
-from datakit.partition import PartitionJob, PartitionResult, count_chunks, count_rows, process_partition
+from datakit.partition import PartitionJob, PartitionResult, count_rows, process_partition
 from datakit.quota import read_by_quota
 from datakit.recipe import Recipe, load_recipe, with_overrides
 from datakit.record_stages.decontaminate import Index, build_index, save_index
@@ -373,11 +373,6 @@ def run_partitions(engine: Engine, jobs: list[PartitionJob], label: str = "prepa
     return engine.map(process_partition, jobs, label)
 
 
-def count_partitions(engine: Engine, jobs: list[PartitionJob], label: str) -> list[int]:
-    """Reading by quota's counting pass, several partitions a task, each partition's count in order."""
-    return [n for counts in engine.map(count_rows, count_chunks(jobs), label) for n in counts]
-
-
 def make_engine(opts: BuildOptions, out: Path, fp: dict[str, str], console: Console):
     """Dask (the default: a LocalCluster, or --scheduler's cluster) or datatrove (its
     LocalPipelineExecutor, or its ranks on Dask with --scheduler)."""
@@ -432,7 +427,7 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> BuildResult
         phase_seconds = {}
         clock = time.perf_counter()
         cache = WorkFileCache()  # what dedup reads of the work files: once for every check of reading by quota and the corpus steps
-        reading = read_by_quota(recipe, jobs, functools.partial(run_partitions, engine), functools.partial(count_partitions, engine),
+        reading = read_by_quota(recipe, jobs, functools.partial(run_partitions, engine), functools.partial(engine.map, count_rows),
                                 functools.partial(cells_after_dedup, recipe, cache=cache))
         partitions = reading.results
         phase_seconds["prepare (wall)"], clock = time.perf_counter() - clock, time.perf_counter()

@@ -1,8 +1,14 @@
 """The Dask engine: runs tasks on a LocalCluster sized to the machine, or on an existing cluster.
 
-The engine knows tasks and futures, nothing about records. `map` submits one task per job,
+The engine knows tasks and futures, nothing about records. `map` submits the jobs as tasks,
 shows progress as they finish, and returns the results in job order, so what the driver does
 next never depends on which worker finished first.
+
+Where there are many more jobs than worker threads, a task runs several jobs one after another
+(`TASKS_PER_THREAD`): a Dask task costs a few milliseconds of scheduling and transfer, and a local
+build with a target size hands it hundreds of partitions (a UDHR file each) whose own work is
+about as small. A task takes every n-th job, not n neighbours, so that a run of large jobs (one
+source's partitions) is spread over the tasks.
 """
 
 from __future__ import annotations
@@ -23,6 +29,18 @@ from rich.progress import (
 from datakit.engine import count_reused, default_workers
 
 log = logging.getLogger(__name__)
+TASKS_PER_THREAD = 8  # at least this many tasks per worker thread, so that no thread waits for a long last one
+MAX_JOBS_PER_TASK = 16
+
+
+def jobs_per_task(jobs: int, threads: int) -> int:
+    """How many jobs one task runs: one until there are TASKS_PER_THREAD tasks for every thread."""
+    return max(1, min(MAX_JOBS_PER_TASK, jobs // (TASKS_PER_THREAD * max(threads, 1))))
+
+
+def run_each(fn: Callable[[Any], Any], jobs: Sequence[Any]) -> list[Any]:
+    """A task of several jobs: fn(job) for each, in order."""
+    return [fn(job) for job in jobs]
 
 
 class DaskEngine:
@@ -32,6 +50,11 @@ class DaskEngine:
         self.console = console
         self.client = None
         self.cluster = None
+
+    @property
+    def threads(self) -> int:
+        """The cluster's worker threads now (an existing cluster may have grown or shrunk)."""
+        return sum(self.client.nthreads().values()) or 1  # type: ignore[union-attr]
 
     def __enter__(self) -> DaskEngine:
         for noisy in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny", "distributed.core", "bokeh", "tornado"):
@@ -62,21 +85,27 @@ class DaskEngine:
             return []
         from distributed import as_completed
 
-        futures = self.client.map(fn, jobs, pure=False, key=[f"{label}-{i}" for i in range(len(jobs))])
-        index = {f.key: i for i, f in enumerate(futures)}
+        tasks = -(-len(jobs) // jobs_per_task(len(jobs), self.threads))
+        members = [range(t, len(jobs), tasks) for t in range(tasks)]  # task t runs jobs t, t + tasks, ...
+        futures = self.client.map(run_each, [fn] * tasks, [[jobs[i] for i in m] for m in members], pure=False,
+                                  key=[f"{label}-{t}" for t in range(tasks)])
+        index = {f.key: t for t, f in enumerate(futures)}
         results: list[Any] = [None] * len(jobs)
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
         with Progress(*columns, console=self.console, transient=False, disable=self.console is None) as progress:
             bar = progress.add_task(label, total=len(jobs))
             try:
                 for future in as_completed(futures):
-                    results[index[future.key]] = future.result()
-                    progress.advance(bar)
+                    t = index[future.key]
+                    for i, result in zip(members[t], future.result(), strict=True):
+                        results[i] = result
+                    progress.advance(bar, len(members[t]))
             except BaseException:
                 for f in futures:
                     f.cancel()
                 raise
         reused = count_reused(results)
-        log.info("%s: %d task%s%s", label, len(jobs), "" if len(jobs) == 1 else "s",
+        log.info("%s: %d task%s%s%s", label, len(jobs), "" if len(jobs) == 1 else "s",
+                 f" ({tasks} on Dask, several each)" if tasks < len(jobs) else "",
                  f", {reused} reused from an earlier run" if reused else "")
         return results
