@@ -147,15 +147,3 @@ def test_a_hub_parquet_shard_gives_its_band_rows_as_datasets_streams_them(corpus
             assert sorted(got, key=lambda item: item[0]["row"]) == streamed
             assert passed == 2 * len(streamed)
 
-
-def test_counting_pass_tasks_hold_every_partition_once_in_order():
-    """The counting pass runs several partitions a task: every partition is counted once, the counts
-    come back in the partitions' order, and small plans keep one partition a task (parallel)."""
-    from datakit.partition import count_chunks
-
-    for n in (0, 1, 31, 32, 33, 100, 484, 5000):
-        jobs = list(range(n))
-        chunks = count_chunks(jobs)  # type: ignore[arg-type]
-        assert [j for chunk in chunks for j in chunk] == jobs
-        assert all(1 <= len(chunk) <= 16 for chunk in chunks)
-        assert len(chunks) >= min(n, 32)
