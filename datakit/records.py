@@ -7,6 +7,7 @@ every seeded choice are computed here and nowhere else.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from operator import itemgetter
@@ -33,7 +34,10 @@ def record_id(record: Record) -> str:
         record.get("tgt_lang"),
         record.get("task"),
     ]
-    return hashlib.sha256(canonical_bytes(content)).hexdigest()[:32]
+    return _sha256(canonical_bytes(content)).hexdigest()[:32]
+
+
+_sha256 = hashlib.sha256
 
 
 def group_of(task: str | None, lang: str | None) -> str:
@@ -65,7 +69,7 @@ def new_record(
         "source": source,
         "license": license,
         "scores": {},
-        "meta": dict(meta or {}),
+        "meta": meta if meta is not None else {},  # the caller's own dict, made for this record: kept, not copied
     }
 
 
@@ -91,8 +95,9 @@ LidCheck = tuple[str, str, str]
 
 def set_content(record: Record, texts: list[str], scope: str | None = None) -> None:
     """Declare the record's content: duplicates are records with the same content (and scope),
-    whatever instruction framed it; the quality rules compare a translation's two sides."""
-    record[CONTENT_TEXTS] = list(texts)
+    whatever instruction framed it; the quality rules compare a translation's two sides. The
+    record keeps `texts` (a list the builder made for it), as `set_lid_checks` keeps its checks."""
+    record[CONTENT_TEXTS] = texts
     if scope is not None:
         record[DEDUP_SCOPE] = scope
 
@@ -113,7 +118,7 @@ def dedup_scope(record: Record) -> str | None:
 
 def set_lid_checks(record: Record, checks: list[LidCheck]) -> None:
     """Which texts language ID checks, and in which language each must be."""
-    record[LID_CHECKS] = list(checks)
+    record[LID_CHECKS] = checks
 
 
 def lid_checks(record: Record) -> list[LidCheck] | None:
@@ -179,13 +184,13 @@ class Draws:
 
     def __init__(self, key: bytes):
         self._key, self._block = key, 0
-        self._pool, self._left = int.from_bytes(hashlib.blake2b(key).digest(), "big"), 8
+        self._pool, self._left = _from_bytes(_blake2b(key).digest(), "big"), 8
 
     def _next(self) -> int:
         if not self._left:
             self._block += 1
-            digest = hashlib.blake2b(self._key + self._block.to_bytes(8, "big")).digest()
-            self._pool, self._left = int.from_bytes(digest, "big"), 8
+            digest = _blake2b(self._key + self._block.to_bytes(8, "big")).digest()
+            self._pool, self._left = _from_bytes(digest, "big"), 8
         self._left -= 1
         x, self._pool = self._pool & _MASK64, self._pool >> 64
         return x
@@ -203,7 +208,9 @@ class Draws:
     def pick(self, items: Sequence[_Item]) -> _Item:
         """`items[self.randrange(len(items))]`, the same draw: one call where a builder picks a
         template or a language (two per record)."""
-        return items[self.randrange(len(items))]
+        if not items:
+            raise ValueError("pick from an empty sequence")
+        return items[(self._next() * len(items)) >> 64]
 
     def shuffle(self, items: list) -> None:
         """Fisher-Yates in place, like `random.shuffle`."""
@@ -213,6 +220,7 @@ class Draws:
 
 
 _MASK64 = (1 << 64) - 1
+_blake2b, _from_bytes = hashlib.blake2b, int.from_bytes  # one draw-key's lookups, not two module lookups each
 _TWO_53 = 2.0**-53
 
 
@@ -222,3 +230,30 @@ def seeded_rng(seed: int, *key: Any) -> Draws:
     Never by worker, partition, time or PID, so the choice does not depend on how the build ran.
     """
     return Draws(canonical_bytes([seed, *key]))
+
+
+class RowSeed:
+    """The draws of one raw input's several choices (a translation per direction, the interactive
+    record): `RowSeed(seed, *key).draws(*more)` gives exactly `seeded_rng(seed, *key, *more)`.
+    Canonical JSON has no spaces, so the key's bytes are the head's (`[seed,...key`, written once
+    per row) and the tail's (`,...more]`, written once per process for each tail) side by side,
+    instead of the whole key written again for each of a row's four or five choices."""
+
+    __slots__ = ("_head",)
+
+    def __init__(self, seed: int, *key: Any):
+        self._head = canonical_bytes([seed, *key])[:-1]
+
+    def draws(self, *more: Any) -> Draws:
+        try:
+            tail = _key_tail(more)
+        except TypeError:  # an unhashable part (a dict): written each time
+            tail = _write_tail(more)
+        return Draws(self._head + tail)
+
+
+def _write_tail(more: tuple) -> bytes:
+    return b"," + canonical_bytes(more)[1:] if more else b"]"
+
+
+_key_tail = functools.lru_cache(maxsize=4096)(_write_tail)  # a few language pairs, and "interactive"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from datakit.construct import templates as T
@@ -12,6 +13,7 @@ from datakit.recipe import Recipe, Source
 from datakit.records import (
     Draws,
     Record,
+    RowSeed,
     new_record,
     seeded_rng,
     set_content,
@@ -84,21 +86,29 @@ def translation_pairs(ex: Parallel, pivots: list[str], directions: list[str]) ->
     return pairs
 
 
-def frame(recipe: Recipe, own: list[Template], ex: Parallel, rng: Draws) -> Template:
+def frame(own: list[Template], share: float, langs: list[str], hub_frames: dict[str, list[Template]], rng: Draws) -> Template:
     """The template around a translation: for a `share` of the records of a language X with native
     templates (`own`: those of X that fit the row's unit), one written in X; otherwise one in a hub
-    language (`instruction_langs`). The extra draw happens only where X has native templates, so
-    other records are framed as before."""
-    cfg = recipe.construction
-    if own and rng.random() < cfg.native_templates.share:
+    language (`langs`, the recipe's `instruction_langs`; `hub_frames`: each one's templates that fit
+    the unit, as `templates.choose` picks among them). The extra draw happens only where X has
+    native templates, so other records are framed as before."""
+    if own and rng.random() < share:
         return rng.pick(own)
-    langs = cfg.translation.instruction_langs
-    return T.choose(T.TRANSLATION, rng.pick(langs), ex.unit, rng)
+    return rng.pick(hub_frames[rng.pick(langs)])
 
 
-def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe, native: NativeTemplates) -> list[Built]:
+@functools.lru_cache(maxsize=64)
+def _hub_frames(langs: tuple[str, ...], unit: str) -> dict[str, list[Template]]:
+    """Each hub instruction language's translation templates that fit the unit (what `frame` picks
+    among, as `templates.choose` would): worked out once per recipe and unit, not once per row."""
+    return {lang: T.fitting(T.TRANSLATION, lang, unit) for lang in langs}
+
+
+def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe, native: NativeTemplates,
+                row_seed: RowSeed | None = None) -> list[Built]:
     """Translation records for each direction around the pivots. What every direction of a row
-    shares is worked out once per row: whether each text is blank, and the row's native templates."""
+    shares is worked out once per row: whether each text is blank, the row's native templates, the
+    head of its draws' key (`row_seed`, which `parallel` shares with the interactive record)."""
     cfg = recipe.construction.translation
     pairs = translation_pairs(ex, recipe.pivots, cfg.directions)
     if not pairs and cfg.non_pivot_pairs:  # X<->Y, when the recipe asks for it
@@ -107,22 +117,26 @@ def translation(ex: Parallel, row: RawRow, source: Source, recipe: Recipe, nativ
     if not pairs:
         stub = _record(source, row, messages=[], lang=ex.focus, task="translation", meta={"text": ex.texts.get(ex.focus, "")[:1024]})
         return [Rejected(stub, "no_pivot_text")]
-    texts, focus_is_hub = ex.texts, ex.focus in HUBS
-    blank = {c: _blank(texts[c]) for c in {c for pair in pairs for c in pair}}
-    own = [t for t in native.get(ex.focus, ()) if t.unit in (ex.unit, "any")]
+    texts, focus, unit, loc = ex.texts, ex.focus, ex.unit, row.loc
+    focus_is_hub = focus in HUBS
+    blank = {c: _blank(text) for c, text in texts.items()}  # every pair's languages are the row's
+    own = [t for t in native.get(focus, ()) if t.unit in (unit, "any")]
+    seeds = row_seed or RowSeed(recipe.seed, source.name, loc)
+    share, langs = recipe.construction.native_templates.share, cfg.instruction_langs
+    hub_frames = _hub_frames(tuple(langs), unit)
     out: list[Built] = []
     for src, tgt in pairs:
+        source_text, target_text = texts[src], texts[tgt]
         if blank[src] or blank[tgt]:
             # The template around an empty source would hide it from the empty-text check.
-            stub = _record(source, row, messages=_turns(texts[src], texts[tgt]), lang=ex.focus if not focus_is_hub else tgt,
+            stub = _record(source, row, messages=_turns(source_text, target_text), lang=focus if not focus_is_hub else tgt,
                            task="translation", src_lang=src, tgt_lang=tgt)
             out.append(Rejected(stub, "empty_text"))
             continue
-        template = frame(recipe, own, ex, seeded_rng(recipe.seed, source.name, row.loc, src, tgt))
+        template = frame(own, share, langs, hub_frames, seeds.draws(src, tgt))
         inst_lang = template.lang
-        source_text, target_text = texts[src], texts[tgt]
-        lang = tgt if focus_is_hub or src not in HUBS and tgt not in HUBS else ex.focus
-        meta = {**row.loc, "template": template.id, "instruction_lang": inst_lang, "unit": ex.unit}
+        lang = tgt if focus_is_hub or src not in HUBS and tgt not in HUBS else focus
+        meta = {**loc, "template": template.id, "instruction_lang": inst_lang, "unit": unit}
         if ex.joined and (joined := ex.joined.get(src) or ex.joined.get(tgt)):
             meta["joined_through"] = joined
         record = new_record(messages=_turns(T.frame_text(template, src, tgt, inst_lang, source_text), target_text),
@@ -177,11 +191,13 @@ def qa(ex: QAItem, row: RawRow, source: Source, recipe: Recipe) -> list[Built]:
 
 def parallel(ex: Parallel, row: RawRow, source: Source, recipe: Recipe, native: NativeTemplates) -> list[Built]:
     """Translation records around the pivots, and for a share of the rows an interactive record."""
-    built = translation(ex, row, source, recipe, native)
+    row_seed = RowSeed(recipe.seed, source.name, row.loc)
+    built = translation(ex, row, source, recipe, native, row_seed)
     cfg = recipe.construction
-    if cfg.interactive.share > 0 and not any(isinstance(b, Rejected) for b in built):
+    if cfg.interactive.share > 0 and Rejected not in map(type, built):  # every direction made
         record = interactive(ex, row, source.name, source.license, recipe.seed, recipe.pivots,
-                             cfg.translation.instruction_langs, cfg.interactive.max_revisions, cfg.interactive.share)
+                             cfg.translation.instruction_langs, cfg.interactive.max_revisions, cfg.interactive.share,
+                             row_seed=row_seed)
         if record is not None:
             built.append(record)
     return built

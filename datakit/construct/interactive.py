@@ -20,7 +20,7 @@ import regex
 
 from datakit.construct import templates as T
 from datakit.languages import HUBS, display_name, variant_name
-from datakit.records import Record, new_record, seeded_rng, set_content, set_lid_checks
+from datakit.records import Record, RowSeed, new_record, set_content, set_lid_checks
 from datakit.sources.base import Parallel, RawRow
 from datakit.text import dedup_text
 
@@ -111,8 +111,10 @@ _WORD_KINDS = ("include_words", "use_term")
 
 
 def interactive(ex: Parallel, row: RawRow, source_name: str, license_: str, seed: int, pivots: list[str],
-                instruction_langs: list[str], max_revisions: int, share: float) -> Record | None:
-    rng = seeded_rng(seed, source_name, row.loc, "interactive")
+                instruction_langs: list[str], max_revisions: int, share: float, row_seed: RowSeed | None = None) -> Record | None:
+    """The row's interactive record, or None (not drawn for the `share`, or no revision it can
+    make). `row_seed`, when the caller has one for the row, is `RowSeed(seed, source_name, row.loc)`."""
+    rng = (row_seed or RowSeed(seed, source_name, row.loc)).draws("interactive")
     if ex.unit != "sentence" or rng.random() >= share:
         return None
     x = ex.focus

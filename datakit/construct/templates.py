@@ -12,7 +12,7 @@ ask to keep the paragraphs; `any` fits both.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import regex
@@ -27,6 +27,9 @@ class Template:
     lang: str
     unit: Literal["sentence", "document", "any"]
     text: str
+    # Its frames cut where the text goes, per (source, target, instruction language): filled in by
+    # `frame_parts`, looked up here rather than through a cache keyed (and hashed) by the template.
+    cut: dict[tuple[str, str, str], tuple[str, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def render(self, **fields: str) -> str:
         return fill(self.text, self.lang, **fields)
@@ -136,14 +139,17 @@ def frame_names(src_lang: str, tgt_lang: str, inst_lang: str) -> dict[str, str]:
 SLOT = "\x00"  # stands for the text while a frame is filled; never in a template
 
 
-@functools.lru_cache(maxsize=32768)  # 24 templates x 4 hub directions x 200 languages fit
 def frame_parts(template: Template, src_lang: str, tgt_lang: str, inst_lang: str) -> tuple[str, ...]:
     """The template with its language names filled in, cut where `{text}` goes. The names and the
     spacing around them do not depend on the text, so a frame is filled once per template and
-    language pair, not once per record (filling was a tenth of construction)."""
-    if SLOT in template.text:
-        raise ValueError(f"template {template.id} holds a NUL character")
-    return tuple(template.render(**frame_names(src_lang, tgt_lang, inst_lang), text=SLOT).split(SLOT))
+    language pair (kept in `template.cut`), not once per record (filling was a tenth of construction)."""
+    key = (src_lang, tgt_lang, inst_lang)
+    parts = template.cut.get(key)
+    if parts is None:
+        if SLOT in template.text:
+            raise ValueError(f"template {template.id} holds a NUL character")
+        parts = template.cut[key] = tuple(template.render(**frame_names(src_lang, tgt_lang, inst_lang), text=SLOT).split(SLOT))
+    return parts
 
 
 def frame_text(template: Template, src_lang: str, tgt_lang: str, inst_lang: str, text: str) -> str:
@@ -156,12 +162,16 @@ def frame_text(template: Template, src_lang: str, tgt_lang: str, inst_lang: str,
 _FITTING: dict[tuple[int, str, str], tuple[list[Template], list[Template]]] = {}
 
 
-def choose(templates: list[Template], lang: str, unit: str, rng: Draws) -> Template:
-    """A template in `lang` that fits the unit, picked by the row's own seeded draws. Which templates
-    fit is worked out once per list, language and unit."""
+def fitting(templates: list[Template], lang: str, unit: str) -> list[Template]:
+    """The templates of `templates` in `lang` that fit the unit, worked out once per list, language
+    and unit."""
     key = (id(templates), lang, unit)
     known = _FITTING.get(key)
     if known is None or known[0] is not templates:
         known = _FITTING[key] = (templates, [t for t in templates if t.lang == lang and t.unit in (unit, "any")])
-    fitting = known[1]
-    return rng.pick(fitting)
+    return known[1]
+
+
+def choose(templates: list[Template], lang: str, unit: str, rng: Draws) -> Template:
+    """A template in `lang` that fits the unit, picked by the row's own seeded draws."""
+    return rng.pick(fitting(templates, lang, unit))

@@ -38,7 +38,7 @@ def file_language(tag: str, path: Path) -> languages.Lang:
     explicit_script = any(len(p) == 4 and p.isalpha() for p in tag.replace("_", "-").split("-")[1:])
     if explicit_script or lang.region:
         return lang
-    sample = " ".join(item.text for item in itertools.islice(files.iter_lines(path), SCRIPT_SAMPLE_LINES) if isinstance(item, files.Line))
+    sample = " ".join(text for text in line_range(path, 0, SCRIPT_SAMPLE_LINES) if isinstance(text, str))
     detected = dominant_script(sample)
     if detected and not scripts_agree(lang.script, detected) and len(detected) == 4 and detected not in ("Hani", "Jpan"):
         return languages.Lang(f"{lang.iso}_{detected}", lang.region)
@@ -102,7 +102,7 @@ def _check_alignment(source: Source, ctx: ReadContext, planned: dict[str, _LangF
     (every language would be rejected), any other file that disagrees is named in a warning
     (its rows are rejected as `misaligned`, its extra references left out)."""
     codes = [c for c in planned if c in ctx.pivots or ctx.selected(c)]
-    counts = {c: files.count_lines(planned[c].primary) for c in codes}
+    counts = {c: line_count(planned[c].primary) for c in codes}
     pivots = [p for p in ctx.pivots if p in counts]
     tally = Counter(counts.values())
     usual = max(sorted(tally), key=tally.__getitem__)  # the count most files have (the smaller on a tie)
@@ -127,7 +127,7 @@ def _check_alignment(source: Source, ctx: ReadContext, planned: dict[str, _LangF
                       f"so every {code} row is rejected as misaligned")
     for code in codes:
         for label, path in planned[code].variants.items():
-            n = files.count_lines(path)
+            n = line_count(path)
             if n != counts[hub]:
                 base.warn(source.name, rows.relative(path, ctx), "misaligned",
                           f"{n} lines where the hub file {name[hub]} has {counts[hub]}: left out as an extra {code} reference ({label})")
@@ -193,7 +193,7 @@ class Bitext(RowAdapter):
         out = []
         for part in parts:
             focus_file = part.params["unknown"] if "unknown" in part.params else part.params["texts"][part.langs[-1]]
-            n = files.count_lines(Path(focus_file))
+            n = line_count(Path(focus_file))
             if ctx.sample is not None:
                 n = min(n, ctx.sample)
             for start in range(0, max(n, 1), ctx.rows_per_task):
@@ -252,41 +252,113 @@ def _is_language(tag: str) -> bool:
         return False
 
 
+def _stamp(path: Path) -> tuple[int, ...] | None:
+    """What tells one state of a file from another (size, times, inode), or None when it cannot be
+    read (the caller then reads it plainly, and says why it cannot)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
+def line_count(path: Path) -> int:
+    """`files.count_lines`, counted once per file as it stands (`_stamp`): every partition of a
+    star reads the same hub files, and counting them again per partition was an eighth of reading."""
+    stamp = _stamp(path)
+    return files.count_lines(path) if stamp is None else _count_once(str(path), stamp)
+
+
+@functools.lru_cache(maxsize=4096)
+def _count_once(path: str, stamp: tuple[int, ...]) -> int:
+    return files.count_lines(Path(path))
+
+
+def hub_range(path: Path, start: int, count: int) -> tuple[str | RawError, ...]:
+    """`line_range` of a file that every partition of a star reads (a hub file, a hub's variant):
+    the last few ranges read are kept, so the partitions of one line range share one read (and
+    their rows share the hub's strings). A few ranges of a partition's size: memory stays bounded."""
+    stamp = _stamp(path)
+    return tuple(line_range(path, start, count)) if stamp is None else _hub_range(str(path), stamp, start, count)
+
+
+@functools.lru_cache(maxsize=8)
+def _hub_range(path: str, stamp: tuple[int, ...], start: int, count: int) -> tuple[str | RawError, ...]:
+    return tuple(line_range(Path(path), start, count))
+
+
+def forget_files() -> None:
+    """Drop the line counts and hub ranges this process keeps, as a fresh worker starts (a
+    benchmark's pass counts and reads every file again, like a build's first task)."""
+    _count_once.cache_clear()
+    _hub_range.cache_clear()
+
+
+def line_range(path: Path, start: int, count: int) -> list[str | RawError]:
+    """Lines start + 1 .. start + count of a file (fewer at its end): what
+    `islice(files.iter_lines(path), start, start + count)` gives, each Line's text in its place.
+    The range's bytes are decoded at once (an LF never sits inside a UTF-8 sequence, so the block
+    is valid exactly when each line is); a range holding bad UTF-8 is read line by line, so each
+    bad line is its own RawError. (A Line object and a decode per line were nearly half of reading.)"""
+    with files.open_binary(path) as f:
+        raws = list(itertools.islice(f, start, start + count))
+    block = b"".join(raws)
+    if start == 0 and block.startswith(files.BOM):
+        block = block[len(files.BOM) :]
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        return [item.text if isinstance(item, files.Line) else item
+                for item in itertools.islice(files.iter_lines(path), start, start + count)]
+    # CRLF: one CR before each LF goes, as files.iter_lines takes it off (and off a last line without LF).
+    lines = (text.replace("\r\n", "\n") if "\r" in text else text).split("\n")[: len(raws)]  # a range ending in LF splits into one more, empty, piece
+    if lines and lines[-1].endswith("\r") and not raws[-1].endswith(b"\n"):
+        lines[-1] = lines[-1][:-1]
+    return lines
+
+
+def _raw(item: str | RawError | None) -> str:
+    return item if isinstance(item, str) else getattr(item, "raw", "")
+
+
 def _read_aligned(source: Source, partition: Partition, ctx: ReadContext, unit: str) -> Iterator[Item]:
-    """Walk the focus file and the pivot files in lockstep over the partition's line range."""
+    """Walk the focus file and the pivot files in lockstep over the partition's line range: each
+    file's lines of the range are read at once (`line_range`), rows are made from them line by line."""
     p = partition.params
     focus = partition.langs[-1]
     texts = {code: Path(path) for code, path in p["texts"].items()}
     variant_files = {(code, label): Path(path) for code, vs in p.get("variants", {}).items() for label, path in vs.items()}
     every = {**{(c, None): f for c, f in texts.items()}, **variant_files}
-    counts = {key: files.count_lines(f) for key, f in every.items()}
+    counts = {key: line_count(f) for key, f in every.items()}
     reference = counts[(focus, None)]
-    misaligned = {key for key, n in counts.items() if n != reference}  # looked up, never iterated unsorted
     start, count = p["start"], p["count"]
-    streams = {key: itertools.islice(files.iter_lines(f), start, start + count) for key, f in every.items()}
-    for i in range(count):
-        line_no = start + i + 1
-        loc = {"file": rows.relative(texts[focus], ctx), "line": line_no}
-        got = {key: next(stream, None) for key, stream in streams.items()}
-        focus_item = got[(focus, None)]
-        raw = focus_item.text if isinstance(focus_item, files.Line) else getattr(focus_item, "raw", "")
-        bad_core = sorted(key for key in misaligned if key[1] is None)
-        if bad_core:
-            key = bad_core[0]
-            yield RawError(loc, "misaligned", raw, focus,
-                           f"{rows.relative(every[key], ctx)} has {counts[key]} lines, {rows.relative(texts[focus], ctx)} has {reference}")
+    focus_name = rows.relative(texts[focus], ctx)
+    focus_lines = line_range(texts[focus], start, count)
+    bad_core = sorted(key for key, n in counts.items() if key[1] is None and n != reference)
+    if bad_core:
+        key = bad_core[0]
+        detail = f"{rows.relative(every[key], ctx)} has {counts[key]} lines, {focus_name} has {reference}"
+        for i in range(count):
+            item = focus_lines[i] if i < len(focus_lines) else None
+            yield RawError({"file": focus_name, "line": start + i + 1}, "misaligned", _raw(item), focus, detail)
+        return
+    codes = list(texts)
+    core = [focus_lines if code == focus else hub_range(texts[code], start, count) for code in codes]
+    # A variant file that does not line up is left out (its lines are not read).
+    variants_at = [(key, (line_range if key[0] == focus else hub_range)(path, start, count))
+                   for key, path in variant_files.items() if counts[key] == reference]
+    unreadable = {i for lines in core for i, text in enumerate(lines) if not isinstance(text, str)}
+    for i, row in enumerate(zip(*core, strict=True)):  # every file holds the range (their counts agree)
+        loc = {"file": focus_name, "line": start + i + 1}
+        if i in unreadable:
+            error = next(t for t in row if not isinstance(t, str))
+            yield RawError(loc, error.reason, error.raw, focus, f"{error.loc.get('file', '')}: {error.detail}".strip(": "))
             continue
-        errors = [item for key, item in got.items() if key[1] is None and isinstance(item, RawError)]
-        if errors:
-            err = errors[0]
-            yield RawError(loc, err.reason, err.raw, focus, f"{err.loc.get('file', '')}: {err.detail}".strip(": "))
-            continue
-        row_texts = {code: got[(code, None)].text for code in texts}
         variants: dict[str, dict[str, str]] = {}
-        for (code, label), item in got.items():
-            if label is not None and (code, label) not in misaligned and isinstance(item, files.Line):
-                variants.setdefault(code, {})[label] = item.text
-        yield RawRow(loc, Parallel(focus, row_texts, unit, variants))
+        for (code, label), lines in variants_at:
+            if isinstance(text := lines[i], str):
+                variants.setdefault(code, {})[label] = text
+        yield RawRow(loc, Parallel(focus, dict(zip(codes, row, strict=True)), unit, variants))
 
 
 # ------------------------------------------------------------------------------ UDHR
