@@ -147,3 +147,32 @@ def test_a_hub_parquet_shard_gives_its_band_rows_as_datasets_streams_them(corpus
             assert sorted(got, key=lambda item: item[0]["row"]) == streamed
             assert passed == 2 * len(streamed)
 
+
+def test_aligned_text_files_give_their_band_rows_and_pass_over_the_rest(corpus):
+    """A band of an aligned-files partition (NTREX: one file per language, line n of each is one
+    row) yields only the rows whose position is in the band, the same rows as reading everything
+    and keeping the band's, and the others as one `Passed` that says how many lie beyond."""
+    import dataclasses
+
+    from datakit.recipe import load_recipe
+    from datakit.sources import adapter_for
+    from datakit.sources.base import FULL_BAND, Passed, RawError, RawRow, ReadContext
+
+    source = next(s for s in load_recipe(ROOT / "pipelines/local.yaml").sources if s.name == "ntrex128")
+    ctx = ReadContext(corpus, None, None, frozenset({"swh_Latn"}), ("eng_Latn", "zho_Hans"), seed=11)
+    adapter = adapter_for(source)
+    (part,) = [p for p in adapter.partitions(source, ctx) if p.langs[-1] == "swh_Latn"]
+    whole = [item for item in adapter.read(source, part, ctx) if isinstance(item, RawRow | RawError)]
+    assert len(whole) == part.expected_rows > 1000
+    got, passed = [], 0
+    for lo, hi in [(0, 1 << 30), (1 << 30, 5 << 29), (5 << 29, FULL_BAND[1])]:
+        banded = dataclasses.replace(part, band=(lo, hi))
+        for item in adapter.read(source, banded, ctx):
+            if isinstance(item, Passed):
+                passed += item.count
+                assert item.beyond == sum(part.position(11, row.loc) >= hi for row in whole)
+            else:
+                assert lo <= part.position(11, item.loc) < hi
+                got.append(item)
+    assert sorted(got, key=lambda item: item.loc["line"]) == whole
+    assert passed == 2 * len(whole)

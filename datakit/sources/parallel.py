@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from datakit import languages
 from datakit.errors import SourceError, UnknownLanguageError
 from datakit.recipe import Source
@@ -323,7 +325,10 @@ def _raw(item: str | RawError | None) -> str:
 
 def _read_aligned(source: Source, partition: Partition, ctx: ReadContext, unit: str) -> Iterator[Item]:
     """Walk the focus file and the pivot files in lockstep over the partition's line range: each
-    file's lines of the range are read at once (`line_range`), rows are made from them line by line."""
+    file's lines of the range are read at once (`line_range`), rows are made from them line by line.
+    With a band (reading by quota), rows are made only where the line's position is in it (a line's
+    position needs only its number), and the others are passed over as one `Passed`: a top-up round
+    of a local build read every line of every NTREX file again to keep a few of them."""
     p = partition.params
     focus = partition.langs[-1]
     texts = {code: Path(path) for code, path in p["texts"].items()}
@@ -333,12 +338,18 @@ def _read_aligned(source: Source, partition: Partition, ctx: ReadContext, unit: 
     reference = counts[(focus, None)]
     start, count = p["start"], p["count"]
     focus_name = rows.relative(texts[focus], ctx)
+    wanted: list[int] | range = range(count)
+    band = ctx.band(partition)
+    if band is not None:  # reading by quota: the rows outside the band are passed over, not made
+        inside, passed = band.split(band.positions({"file": focus_name}, "line", range(start + 1, start + count + 1)))
+        wanted = np.flatnonzero(inside).tolist()
+        yield passed
     focus_lines = line_range(texts[focus], start, count)
     bad_core = sorted(key for key, n in counts.items() if key[1] is None and n != reference)
     if bad_core:
         key = bad_core[0]
         detail = f"{rows.relative(every[key], ctx)} has {counts[key]} lines, {focus_name} has {reference}"
-        for i in range(count):
+        for i in wanted:
             item = focus_lines[i] if i < len(focus_lines) else None
             yield RawError({"file": focus_name, "line": start + i + 1}, "misaligned", _raw(item), focus, detail)
         return
@@ -348,7 +359,8 @@ def _read_aligned(source: Source, partition: Partition, ctx: ReadContext, unit: 
     variants_at = [(key, (line_range if key[0] == focus else hub_range)(path, start, count))
                    for key, path in variant_files.items() if counts[key] == reference]
     unreadable = {i for lines in core for i, text in enumerate(lines) if not isinstance(text, str)}
-    for i, row in enumerate(zip(*core, strict=True)):  # every file holds the range (their counts agree)
+    for i in wanted:  # every file holds the range (their counts agree)
+        row = [lines[i] for lines in core]
         loc = {"file": focus_name, "line": start + i + 1}
         if i in unreadable:
             error = next(t for t in row if not isinstance(t, str))
