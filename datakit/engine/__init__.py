@@ -28,3 +28,11 @@ def default_workers() -> int:
 
 def count_reused(results: Sequence[Any]) -> int:
     return sum(1 for r in results if getattr(r, "reused", False))
+
+
+def rank_groups(jobs: int, tasks: int) -> list[list[int]]:
+    """The job indices of each task (a datatrove rank, a Dask task of several jobs), strided (task t
+    gets t, t + tasks, ...): jobs planned next to each other (the partitions of one big source, the
+    shards of one language) are alike in size, so striding spreads the heavy ones over the tasks
+    where contiguous blocks would stack them."""
+    return [list(range(task, jobs, tasks)) for task in range(tasks)]

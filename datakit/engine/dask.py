@@ -7,8 +7,8 @@ next never depends on which worker finished first.
 Where there are many more jobs than worker threads, a task runs several jobs one after another
 (`TASKS_PER_THREAD`): a Dask task costs a few milliseconds of scheduling and transfer, and a local
 build with a target size hands it hundreds of partitions (a UDHR file each) whose own work is
-about as small. A task takes every n-th job, not n neighbours, so that a run of large jobs (one
-source's partitions) is spread over the tasks.
+about as small. A task takes every n-th job, not n neighbours (`rank_groups`, as datatrove's ranks
+do), so that a run of large jobs (one source's partitions) is spread over the tasks.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from datakit.engine import count_reused, default_workers
+from datakit.engine import count_reused, default_workers, rank_groups
 
 log = logging.getLogger(__name__)
 TASKS_PER_THREAD = 8  # at least this many tasks per worker thread, so that no thread waits for a long last one
@@ -86,7 +86,7 @@ class DaskEngine:
         from distributed import as_completed
 
         tasks = -(-len(jobs) // jobs_per_task(len(jobs), self.threads))
-        members = [range(t, len(jobs), tasks) for t in range(tasks)]  # task t runs jobs t, t + tasks, ...
+        members = rank_groups(len(jobs), tasks)
         futures = self.client.map(run_each, [fn] * tasks, [[jobs[i] for i in m] for m in members], pure=False,
                                   key=[f"{label}-{t}" for t in range(tasks)])
         index = {f.key: t for t, f in enumerate(futures)}

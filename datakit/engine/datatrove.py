@@ -33,7 +33,7 @@ from datatrove.executor.base import DistributedEnvVars, PipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.stats import PipelineStats
 
-from datakit.engine import count_reused, default_workers
+from datakit.engine import count_reused, default_workers, rank_groups
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,6 @@ def quiet_datatrove() -> None:
 
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
-
-
-def rank_groups(jobs: int, tasks: int) -> list[list[int]]:
-    """The job indices of each rank, strided (rank r gets r, r + tasks, ...): jobs planned next to
-    each other (the partitions of one big source, the shards of one language) are alike in size,
-    so striding spreads the heavy ones over the ranks where contiguous blocks would stack them."""
-    return [list(range(rank, jobs, tasks)) for rank in range(tasks)]
 
 
 class RankJobs:
