@@ -1,3 +1,3 @@
 """datakit: build multilingual instruction-tuning corpora the way BayLing 2 did."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

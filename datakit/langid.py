@@ -18,6 +18,8 @@ profiles of languages neither model reads well (datakit/lid_profile.py, `lid_thr
 from __future__ import annotations
 
 import functools
+import operator
+from collections import deque
 from dataclasses import dataclass
 from importlib import resources
 from itertools import chain, repeat
@@ -120,6 +122,23 @@ class Prediction(NamedTuple):  # a tuple: one is made per text, and a frozen dat
     script: str | None      # the text's dominant script, when it was needed
 
 
+class Readings(NamedTuple):
+    """A batch's predictions as columns (what `Prediction` holds per text): for a stage that works on
+    arrays, without a Python object per text."""
+
+    label: list[str | None]
+    prob: np.ndarray
+    expected_prob: np.ndarray
+    script: list[str | None]
+
+    def predictions(self) -> list[Prediction]:
+        """The same, one Prediction per text (made in C)."""
+        return list(map(_new_prediction, zip(self.label, self.prob.tolist(), self.expected_prob.tolist(), self.script, strict=True)))
+
+
+NO_READINGS = Readings([], np.zeros(0), np.zeros(0), [])  # of no text
+
+
 def top1_rate(preds: list[Prediction], code: str) -> float:
     """The share of a language's clean text a model reads as the language's group first."""
     group = group_of(code.split("_")[0])
@@ -148,6 +167,9 @@ class LangId:
         self.label_id = {raw: i for i, raw in enumerate(self.model.get_labels())}
         self._member_row: dict[str, int] = {}  # expected language -> its row of _member_matrix
         self._member_matrix = np.zeros((0, len(self.label_id) + 1), dtype=bool)  # [language, label or pad]: label in its group
+        self._code_of: list[str | None] = [self.parts[raw][0] if raw in self.parts else None for raw in self.label_id] + [None]  # per label id, and the pad
+        self._coded = np.array([code is not None for code in self._code_of], dtype=bool)
+        self._fit: dict[str | None, np.ndarray] = {}  # dominant script -> which labels fit it (see _fits)
 
     def supports(self, code: str) -> bool:
         """Whether the model has a label for the language (or for a language of its confusable group)."""
@@ -156,16 +178,19 @@ class LangId:
     def predict(self, texts: list[str], expected: list[str]) -> list[Prediction]:
         """One batched call for all distinct texts (single lines: see stages.lid.prose); each text
         compared with its expected language. A text that recurs (a translation's source is the answer
-        of the opposite direction) is predicted once.
+        of the opposite direction) is predicted once. See `read`."""
+        return self.read(texts, expected).predictions()
 
-        The labels and probabilities of the whole batch are read as arrays: the expected language's
-        probability and whether the top label is in its group, for every text at once; only texts whose
-        top label is another language are read one by one (their script decides which label counts)."""
+    def read(self, texts: list[str], expected: list[str]) -> Readings:
+        """`predict` as columns. The labels and probabilities of the whole batch are read as arrays: the
+        expected language's probability and whether the top label is in its group, for every text at once;
+        the texts whose top label is another language are read apart (their script decides which label
+        counts: see _read_others)."""
         if not texts:
-            return []
+            return NO_READINGS
         distinct = list(dict.fromkeys(texts))  # in first-seen order
         index = dict(zip(distinct, range(len(distinct)), strict=True))
-        labels, probs = self.model.predict(distinct, k=self.k)
+        labels, probs = self._predict(distinct)
         # fastText leaves out labels of negligible probability (fewer than k for 1-2% of texts): rows are
         # padded with a label that is no language (`pad`, never a member) of probability 0.
         lengths = np.fromiter(map(len, labels), dtype=np.intp, count=len(labels))
@@ -183,18 +208,60 @@ class LangId:
         expected_p = np.zeros(len(texts))
         for j in range(self.k):  # in label order, as a loop over each text's labels would add them
             expected_p += np.where(member[:, j], p[:, j], 0.0)
-        top_in = member[:, 0].tolist()
-        top_p, exp_ps = p[:, 0].tolist(), expected_p.tolist()
-        # The others' scripts, counted in one pass (a label of another language must fit the text's script).
-        others = [i for i, top in enumerate(top_in) if not top]
-        scripts = dict(zip(others, dominant_scripts(*script_count_matrix([texts[i] for i in others])), strict=True)) if others else {}
-        # The usual case, the top label in the expected language's group, made in C (tuple.__new__, no call
-        # of Prediction's own constructor per text); the others read one by one.
-        out = list(map(_new_prediction, zip(expected, top_p, exp_ps, repeat(None))))
-        for i in others:
-            row = index[texts[i]]
-            out[i] = self._read(texts[i], labels[row], probs[row], expected[i], scripts[i])
-        return out
+        # The usual case: the top label is in the expected language's group, and no script is needed.
+        label: list[str | None] = list(expected)
+        prob, script = p[:, 0].copy(), [None] * len(texts)
+        others = np.flatnonzero(~member[:, 0])
+        if len(others):
+            at = others.tolist()
+            other_label, other_prob, other_script = self._read_others(
+                take(texts, at), label_ids[others], p[others], member[others], take(expected, at))
+            deque(map(label.__setitem__, at, other_label), maxlen=0)
+            deque(map(script.__setitem__, at, other_script), maxlen=0)
+            prob[others] = other_prob
+        return Readings(label, prob, expected_p, script)
+
+    def _predict(self, texts: list[str]) -> tuple[list, list]:
+        """`model.predict(texts, k)`, one call for the batch, without the wrapper's check of each text (one
+        check of the batch instead, with the same error; fastText reads one line per text)."""
+        if any(map(operator.contains, texts, repeat("\n"))):
+            raise ValueError("predict processes one line at a time (remove '\\n')")
+        return self.model.f.multilinePredict(list(map(operator.add, texts, repeat("\n"))), self.k, 0.0, "strict")
+
+    def _read_others(self, texts: list[str], label_ids: np.ndarray, p: np.ndarray, member: np.ndarray,
+                     expected: list[str]) -> tuple[list[str | None], np.ndarray, list[str | None]]:
+        """`_read` of texts whose top label is not their expected language's group, as array operations: the
+        first label that is in the group, or of another language consistent with the text's script (the
+        scripts of all these texts counted in one pass; which labels fit which script worked out once).
+        Gives the label, probability and script columns."""
+        scripts = dominant_scripts(*script_count_matrix(texts))
+        distinct = list(dict.fromkeys(scripts))
+        fits = np.stack([self._fits(script) for script in distinct])[
+            np.fromiter(map({s: n for n, s in enumerate(distinct)}.__getitem__, scripts), dtype=np.intp, count=len(scripts))[:, None],
+            label_ids]
+        named = self._coded[label_ids]  # a label of a language: the text's script is looked at
+        ok = member | (named & fits)
+        at = (np.arange(len(texts)), ok.argmax(1))
+        found = ok[at]
+        # The text's script goes with the prediction where a label of a language was reached before it was settled.
+        before = np.cumsum(named, axis=1) - named  # labels of a language before each position
+        looked = np.where(found, (before[at] > 0) | ~member[at], named.any(1))
+        code_of = self._code_of
+        labels = [(exp if is_member else code_of[label]) if is_found else None
+                  for exp, is_found, is_member, label in zip(expected, found.tolist(), member[at].tolist(), label_ids[at].tolist(), strict=True)]
+        return labels, np.where(found, p[at], 0.0), [script if seen else None for script, seen in zip(scripts, looked.tolist(), strict=True)]
+
+    def _fits(self, script: str | None) -> np.ndarray:
+        """Per label (and the pad), whether the label, of another language than the expected one, may be read
+        for text of this dominant script (None: no letters): a language of the script (see scripts_agree), or
+        any language for text without letters, except Japanese, which only text with kana is (Han text
+        without kana is Chinese, whatever lid.176 says). As `_read` decides it label by label."""
+        found = self._fit.get(script)
+        if found is None:
+            found = self._fit[script] = np.array(
+                [code is not None and not (code.split("_")[1] == "Jpan" and script != "Jpan")
+                 and (script is None or scripts_agree(code.split("_")[1], script)) for code in self._code_of], dtype=bool)
+        return found
 
     def _expected_rows(self, expected: list[str]) -> np.ndarray:
         """Each expected language's row of `_member_matrix` (a row added the first time a language is seen)."""
@@ -244,4 +311,11 @@ class LangId:
 
 
 _UNKNOWN = object()
+
+
+def take(values: list, at: list[int]) -> list:
+    """values[i] for each i of `at`, in C (a batch's column at some of its rows)."""
+    return list(map(values.__getitem__, at))
+
+
 _new_prediction = functools.partial(tuple.__new__, Prediction)

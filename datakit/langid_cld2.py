@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import regex
 
 from datakit import languages
 from datakit.errors import DatakitError, UnknownLanguageError
-from datakit.langid import Prediction, code_group, group_of
+from datakit.langid import Prediction, Readings, code_group, group_of
 from datakit.scripts import dominant_script, dominant_scripts, script_count_matrix, scripts_agree
 
 # CLD2 labels whose language is another one in some script (CLD2's `ku` in Arabic script is Sorani).
@@ -58,15 +59,17 @@ class Cld2Id:
                 continue
             self.tags[tag] = (code, *code.split("_"))  # type: ignore[assignment]
         self.known_isos = {parts[1] for parts in self.tags.values() if parts}
+        self._in_group: dict[str, frozenset[str]] = {}  # expected language -> its group's tags (see _group_tags)
 
     def supports(self, code: str) -> bool:
         """Whether CLD2 has a label for the language (or for a language of its confusable group)."""
         return bool(group_of(code.split("_")[0]) & self.known_isos)
 
     def details(self, text: str) -> tuple:
-        """CLD2's (name, tag, percent, score) for its three likeliest languages; none for text it refuses."""
+        """CLD2's (name, tag, percent, score) for its three likeliest languages; none for text it refuses.
+        It is given the text's UTF-8 bytes (the same reading as of the str, without its conversion)."""
         try:
-            return self.cld2.detect(text, isPlainText=True, bestEffort=True)[2]
+            return self.cld2.detect(text.encode("utf-8"), isPlainText=True, bestEffort=True)[2]
         except (self.cld2.error, UnicodeEncodeError):
             try:
                 return self.cld2.detect(_REFUSED.sub(" ", text), isPlainText=True, bestEffort=True)[2]
@@ -74,28 +77,49 @@ class Cld2Id:
                 return ()
 
     def predict(self, texts: list[str], expected: list[str]) -> list[Prediction]:
-        """Each text against its expected language (CLD2 reads one text per call; a recurring text once).
-        The scripts of the texts it reads as another language are counted in one pass."""
-        seen: dict[str, tuple] = {}
-        found = []
-        for text in texts:
-            details = seen.get(text)
-            if details is None:
-                details = seen[text] = self.details(text)
-            found.append(details)
-        others = [i for i, (details, exp) in enumerate(zip(found, expected, strict=True)) if self._names_another(details, exp)]
-        scripts = dict(zip(others, dominant_scripts(*script_count_matrix([texts[i] for i in others])), strict=True)) if others else {}
-        return [self._read(text, details, exp, scripts.get(i))
-                for i, (text, details, exp) in enumerate(zip(texts, found, expected, strict=True))]
+        """Each text against its expected language (CLD2 reads one text per call; a recurring text once)."""
+        return self.read(texts, expected).predictions()
 
-    def _names_another(self, details: tuple, exp: str) -> bool:
-        """Whether CLD2's reading names a language outside the expected one's group (its script then matters)."""
+    def read(self, texts: list[str], expected: list[str]) -> Readings:
+        """`predict` as columns. Most readings name only the expected language's group: those are read in
+        one pass here; the scripts of the others are counted in one pass, and they are read by `_read`."""
+        distinct = dict.fromkeys(texts)
+        details_of = dict(zip(distinct, map(self.details, distinct), strict=True))
+        found = list(map(details_of.__getitem__, texts))
+        tags, in_group = self.tags, self._in_group
+        labels: list[str | None] = []
+        probs: list[float] = []
+        expected_probs: list[float] = []
+        others = []
+        for i, (details, exp) in enumerate(zip(found, expected, strict=True)):
+            own = in_group.get(exp)
+            if own is None:
+                own = self._group_tags(exp)
+            best, best_p, exp_p = None, 0.0, 0.0
+            for _, tag, percent, _ in details:
+                if not percent:
+                    continue
+                if tag in own:
+                    exp_p += percent / 100
+                    if best is None:
+                        best, best_p = exp, percent / 100
+                elif tag in tags:  # another language: the text's script matters (see _read)
+                    others.append(i)
+                    break
+            labels.append(best)
+            probs.append(best_p)
+            expected_probs.append(exp_p)
+        scripts: list[str | None] = [None] * len(texts)
+        if others:
+            for i, script in zip(others, dominant_scripts(*script_count_matrix([texts[i] for i in others])), strict=True):
+                labels[i], probs[i], expected_probs[i], scripts[i] = self._read(texts[i], found[i], expected[i], script)
+        return Readings(labels, np.array(probs, dtype=np.float64), np.array(expected_probs, dtype=np.float64), scripts)
+
+    def _group_tags(self, exp: str) -> frozenset[str]:
+        """The CLD2 tags of the expected language's group, worked out once per language."""
         group = code_group(exp)
-        for _, tag, percent, _ in details:
-            parts = self.tags.get(tag)
-            if parts is not None and percent and parts[1] not in group:
-                return True
-        return False
+        found = self._in_group[exp] = frozenset(tag for tag, parts in self.tags.items() if parts is not None and parts[1] in group)
+        return found
 
     def _read(self, text: str, details: tuple, exp: str, known: str | None = None) -> Prediction:
         """CLD2's reading as a Prediction against the expected language (`known`: the text's dominant script,

@@ -42,18 +42,22 @@ def ngram_buckets(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     (bucket, index of its text): one vectorised pass over all texts (no Python loop per n-gram)."""
     joined = "\x00".join(" " + " ".join(t.lower().replace("\x00", " ").split()) + " " for t in texts)  # NUL: between texts
     cp = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
-    text_id = np.cumsum(cp == 0)
+    letter = cp != 0
+    text_id = np.cumsum(~letter)
     buckets, ids = [], []
     h = cp.copy()
+    inside = letter  # whether the n-gram starting here lies within one text: none of its characters is a NUL
     for n in range(1, MAX_N + 1):
         m = len(cp) - n + 1
         if m <= 0:
             break
         if n > 1:
             h = h[:m] * _BASE + cp[n - 1 :]
-        inside = (text_id[:m] == text_id[n - 1 :]) & (cp[n - 1 :] != 0) & (cp[:m] != 0)
-        b = ((h + np.uint64(n)) * _MIX) >> np.uint64(64 - BITS)
-        buckets.append(b[inside].astype(np.int64))
+            inside = inside[:m] & letter[n - 1 :]
+        b = h + np.uint64(n)
+        b *= _MIX
+        b >>= np.uint64(64 - BITS)
+        buckets.append(b[inside].view(np.int64))  # under 2**BITS: the same numbers as signed
         ids.append(text_id[:m][inside])
     return np.concatenate(buckets), np.concatenate(ids)
 

@@ -112,7 +112,7 @@ def script_count_matrix(texts: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """Letters per script of many texts at once ([text, script] counts, and the scripts of the columns):
     the counts `script_counts` gives each text, from one vectorised pass over the whole batch instead of
     a pass per text (the language-ID stage reads the scripts of thousands of texts per batch)."""
-    lengths = [len(t) for t in texts]
+    lengths = np.fromiter(map(len, texts), dtype=np.intp, count=len(texts))
     cp = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)  # a lone surrogate: no letter
     ids = _IDS[cp]
     unseen = ids == _UNSEEN
@@ -121,9 +121,15 @@ def script_count_matrix(texts: Sequence[str]) -> tuple[np.ndarray, list[str]]:
             _IDS[c] = _column(c)
         ids = _IDS[cp]
     width = len(_COLUMNS)
-    counted = ids != _NOT_COUNTED
-    text_id = np.repeat(np.arange(len(texts)), lengths)
-    counts = np.bincount(text_id[counted] * width + ids[counted], minlength=len(texts) * width).reshape(len(texts), width)
+    counts = np.zeros((len(texts), width), dtype=np.intp)
+    # Per script the batch has (a few), its letters summed text by text in one pass (reduceat over where
+    # each text starts; an empty text has no letters and no start of its own).
+    present = np.flatnonzero(np.bincount(ids, minlength=width + 1)[:width]).tolist()
+    if present:
+        nonempty = lengths > 0
+        starts = (np.cumsum(lengths) - lengths)[nonempty]
+        for column in present:
+            counts[nonempty, column] = np.add.reduceat(ids == column, starts, dtype=np.intp)
     japanese = (counts[:, 1] + counts[:, 2]) > 0  # Japanese mixes Han with kana (see script_counts)
     counts[japanese, 0] = counts[japanese, 1:4].sum(1)
     counts[japanese, 1:4] = 0

@@ -130,13 +130,13 @@ def test_second_opinion_is_asked_only_where_fasttext_is_not_sure(stage, corpus):
 def test_repeated_texts_are_predicted_once_with_the_same_reading(stage, corpus):
     texts = ntrex(corpus, "fra", 20)
     seen: list[int] = []
-    model = stage.lid.model
-    predict = model.predict
-    model.predict = lambda batch, **kw: seen.append(len(batch)) or predict(batch, **kw)
+    lid = stage.lid
+    predict = lid._predict  # the one call of fastText per batch
+    lid._predict = lambda batch: seen.append(len(batch)) or predict(batch)
     try:
         preds = stage.lid.predict(texts + texts[::-1], ["fra_Latn"] * (2 * len(texts)))
     finally:
-        del model.predict
+        del lid._predict
     assert seen == [len(texts)]
     assert preds[: len(texts)] == preds[len(texts) :][::-1]
     assert preds[0] == stage.lid.predict(texts[:1], ["fra_Latn"])[0]

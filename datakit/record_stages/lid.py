@@ -12,7 +12,8 @@ the calibrated check (it still says "this is confidently English"), and are mark
 Short fields get the script check only. Every checked field's prediction goes into `scores.lid`.
 
 Where lid.176 is weak (languages it has no label for or reads poorly, and any text it is not sure
-of), CLD2 gives a second opinion (`datakit/langid_cld2.py`), calibrated per language the same way
+of: P(expected language) under the language's calibrated `consult`, unless it names the language itself
+with at least FIRST_DECISIVE), CLD2 gives a second opinion (`datakit/langid_cld2.py`), calibrated per language the same way
 (`langdata/lid_thresholds.cld2.tsv`): it rejects what it confidently reads as another language, or
 what neither model reads as the expected one; for a language lid.176 has no label for, CLD2 reading
 the text as that language overrules lid.176. Its reading goes into `scores.lid` as
@@ -24,15 +25,22 @@ character n-gram profile of the language (`datakit/lid_profile.py`) scores how m
 like it; a field scoring under the language's calibrated floor (`langdata/lid_thresholds.profile.tsv`)
 is rejected. Its score goes
 into `scores.lid` as `<field>:profile`.
+
+A batch is worked on as columns (one entry per field: texts, expected languages, each model's labels
+and probabilities as arrays), with a Python step only where a field needs one (a model naming another
+language, a record's scores written in C-level maps), so that the stage costs little beside fastText's
+own batched call (bench/bench_lid.py).
 """
 
 from __future__ import annotations
 
 import functools
 import gc
-from collections import Counter
+import operator
+from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import accumulate, chain, repeat
+from itertools import chain, repeat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -41,8 +49,10 @@ import regex
 
 from datakit import lid_profile
 from datakit.langid import (
+    NO_READINGS,
     LangId,
     Prediction,
+    Readings,
     Thresholds,
     calibrated_thresholds,
     group_of,
@@ -50,14 +60,20 @@ from datakit.langid import (
     profile_file,
     read_thresholds,
     second_opinion_file,
+    take,
 )
 from datakit.langid_cld2 import Cld2Id
 from datakit.recipe import Lid as LidConfig
 from datakit.record_stages.base import RecordStage
-from datakit.records import Record, lid_checks
+from datakit.records import LID_CHECKS, Record, lid_checks
 from datakit.scripts import script_count_matrix, script_counts
 from datakit.stats import StageStats
 
+# fastText naming a language it has a label for with at least this probability of its group settles the text
+# without the second opinion (None: the second opinion is asked wherever the calibration says). With 0.5 it is
+# asked for 37% fewer NTREX lines; bench/eval_lid.py: planted mislabels caught 99.33% (99.35% asking always),
+# same script 98.13% (98.19%), clean lines wrongly rejected 0.62% (0.74%).
+FIRST_DECISIVE: float | None = 0.5
 SECOND_SURE = 0.9  # the second opinion's share of a text in the expected language that settles its script
 READS_AS = 0.5  # the second opinion's share of a text in a language, to overrule a model without a label for it
 SCORE_HISTOGRAM = "~answer_probability"  # report key: 5-point bins of P(expected language) of answers
@@ -68,6 +84,12 @@ _URL = regex.compile(r"https?://\S+|www\.\S+|\S+@\S+\.\w+")
 # Letters of these scripts carry a syllable or a word each: weigh them against alphabet letters.
 _DENSE = {"Hani": 3.0, "Jpan": 3.0, "Hang": 2.0, "Yiii": 3.0}
 _BINS = [f"{i * 5:02d}" for i in range(20)]  # SCORE_HISTOGRAM's bins
+_REASONS = (None, "script_mismatch", "lid_mismatch")  # a field's finding, by code
+# Columns read in C (map over a batch) rather than by an attribute or index read per item in Python.
+_FIELD, _TEXT, _CODE = (operator.itemgetter(n) for n in range(3))  # of a lid check
+_TASK, _LANG = operator.itemgetter("task"), operator.itemgetter("lang")  # of a record
+_FIRST, _SECOND, _FIRST_KNOWS, _SUPPORTED = map(operator.attrgetter, ("first", "second", "first_knows", "supported"))  # of a _Rule
+_FLOOR = operator.attrgetter("floor")  # of Thresholds
 
 
 def prose(text: str) -> str:
@@ -77,6 +99,15 @@ def prose(text: str) -> str:
     if "http" in text or "www." in text or "@" in text:
         text = _URL.sub(" ", text)
     return " ".join(text.split())
+
+
+def proses(texts: list[str]) -> list[str]:
+    """`prose` of each text. Most texts are one line of prose already: printable (every whitespace
+    character but the space is not), no double, leading or trailing space, nothing that may start code
+    or a link. Those are kept as they are, after a few C scans (splitting and joining them again is
+    most of `prose`'s time)."""
+    return [t if (t.isprintable() and "  " not in t and t[:1] != " " and t[-1:] != " " and "`" not in t
+                  and "@" not in t and "http" not in t and "www." not in t) else prose(t) for t in texts]
 
 
 @functools.cache
@@ -125,16 +156,16 @@ def script_shares(texts: list[str], scripts: list[str]) -> list[float | None]:
     return [None if t == 0 else o / t for o, t in zip(own.tolist(), total.tolist(), strict=True)]
 
 
-def round3(values: list[float]) -> list[float]:
+def round3(values: list[float] | np.ndarray) -> list[float]:
     """`[round(v, 3) for v in values]`, the same floats, in one vectorised pass (a batch rounds about a
     thousand probabilities; `round` costs half a microsecond each). Where v * 1000 lands within 1e-6 of a
     half (far above its rounding error), the builtin settles it: it rounds the exact decimal value."""
-    if not values:
+    if len(values) == 0:
         return []
     scaled = np.asarray(values, dtype=np.float64) * 1000.0
     out = (np.rint(scaled) / 1000.0).tolist()
     for i in np.flatnonzero(np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6).tolist():
-        out[i] = round(values[i], 3)
+        out[i] = round(float(values[i]), 3)
     return out
 
 
@@ -165,13 +196,32 @@ class _Rule:
     profile: Thresholds | None = None  # the n-gram profile's floor (None: the language has none)
 
 
-class _Finding(NamedTuple):  # a tuple: one is made per field, and a frozen dataclass costs several times as much
-    """One field's readings and whether they say it is in another language."""
+class _Readings(NamedTuple):
+    """The models' readings of a batch's fields, as columns (in field order; a model's readings with the
+    fields they are of, since each model reads only some)."""
 
-    first: Prediction | None
-    second: Prediction | None
-    mismatch: bool
-    profile: float | None = None  # the n-gram profile's score, where the language has one
+    asked: np.ndarray              # bool per field: long enough, and some model is asked about its language
+    first_at: list[int]            # the fields the fastText model read
+    first: Readings                # its readings of them
+    first_p: np.ndarray            # per field, its P(expected language) (0 where it did not read the field)
+    second_at: list[int]           # the fields the second opinion read
+    second: Readings               # its readings of them
+    profile: dict[int, float]      # field -> the n-gram profile's score, where the language has one
+    mismatch: np.ndarray           # bool per field: the readings say it is in another language
+
+
+class _Table:
+    """The rules of a batch's expected languages as columns, one entry per field: each distinct language's
+    values looked up once, then spread over the fields by indexing (no attribute reads per field)."""
+
+    def __init__(self, codes: list[str], rule: Callable[[str], _Rule]):
+        position = {code: n for n, code in enumerate(dict.fromkeys(codes))}
+        self.row = np.fromiter(map(position.__getitem__, codes), dtype=np.intp, count=len(codes))
+        self.distinct = [rule(code) for code in position]
+
+    def column(self, value, dtype=float) -> np.ndarray:
+        """`value(rule)` of each field's rule."""
+        return np.array([value(r) for r in self.distinct], dtype=dtype)[self.row]
 
 
 class LanguageId(RecordStage):
@@ -223,11 +273,17 @@ class LanguageId(RecordStage):
                                               iso in multi_script(), supported, self.lid.supports(code), profile)
         return found
 
+    def rules(self, codes: list[str]) -> list[_Rule]:
+        """Each code's rule (a batch has a few distinct languages: each is worked out once)."""
+        for code in dict.fromkeys(codes).keys() - self._rules.keys():
+            self.rule(code)
+        return take(self._rules, codes)  # type: ignore[arg-type]
+
     def mismatch(self, pred: Prediction, expected: str, general: bool = False, limits: Thresholds | None = None,
                  expected_prob: float | None = None) -> bool:
         """Whether a prediction says the text is not in `expected`, by the language's calibrated limits
         (the first model's unless others are given; the second opinion's floor is on the larger of the
-        two models' P(expected language), given as `expected_prob`)."""
+        two models' P(expected language), given as `expected_prob`). `mismatches` is the same for a batch."""
         limits = limits or self.threshold(expected)
         if limits is None:
             return False
@@ -239,46 +295,70 @@ class LanguageId(RecordStage):
             return other and margin >= max(self.config.general_margin, limits.for_label(pred.label))
         return (other and margin >= limits.for_label(pred.label)) or expected_prob < limits.floor
 
-    def find(self, texts: list[str], expected: list[str], general: list[bool], rules: list[_Rule] | None = None) -> list[_Finding | None]:
+    def mismatches(self, preds: Readings, expected: list[str], general: np.ndarray, limits: list[Thresholds],
+                   expected_prob: np.ndarray | None = None) -> np.ndarray:
+        """`mismatch` of many predictions at once, each with its own limits (bool array). Most predictions
+        name the expected language itself: only those naming another are looked at one by one (which
+        language, and its own limit); the comparisons are array operations."""
+        labels, probs, own = preds.label, preds.prob, preds.expected_prob
+        other = np.zeros(len(labels), dtype=bool)
+        limit = np.zeros(len(labels))
+        named = np.fromiter(map(operator.ne, labels, expected), dtype=bool, count=len(labels))
+        for i in np.flatnonzero(named).tolist():
+            label = labels[i]
+            if label is not None and not in_group(label, expected[i]):
+                other[i], limit[i] = True, limits[i].for_label(label)
+        margin = probs - own  # how much more likely another language is than the expected one
+        floor = np.fromiter(map(_FLOOR, limits), dtype=np.float64, count=len(limits))
+        confident = other & (margin >= np.where(general, np.maximum(self.config.general_margin, limit), limit))
+        return confident | (~general & ((own if expected_prob is None else expected_prob) < floor))
+
+    def read(self, texts: list[str], expected: list[str], general: np.ndarray, rules: list[_Rule] | None = None) -> _Readings:
         """Both models' readings of the texts (long enough ones), and whether they reject each: the first
         model for every text of a language it is asked about, the second where the first is not sure.
         For a language the first model has no label for, its rejection stands only if the second, which
-        knows the language, does not read the text as it."""
-        out: list[_Finding | None] = [None] * len(texts)
-        rules = rules or [self.rule(e) for e in expected]
-        ask = [i for i, (t, r) in enumerate(zip(texts, rules, strict=True))
-               if len(t) >= self.config.min_chars and (r.first or r.second or r.profile)]
-        first_ask = [i for i in ask if rules[i].first is not None]
-        firsts: dict[int, Prediction] = dict(zip(first_ask, self.lid.predict([texts[i] for i in first_ask],
-                                                                             [expected[i] for i in first_ask]), strict=True))
-        later = []
-        for i in ask:
-            pred = firsts.get(i)
-            rule = rules[i]
-            if pred is None:
-                bad = False
-            elif pred.label == expected[i]:  # the usual case: no other language named, only the floor can reject
-                bad = not general[i] and pred.expected_prob < rule.first.floor  # type: ignore[union-attr]
-            else:
-                bad = self.mismatch(pred, expected[i], general[i], rule.first)
-            if rule.second is not None and (pred is None or pred.expected_prob < rule.second.consult) and \
-                    (not bad or not rule.first_knows):
-                later.append(i)
-            out[i] = _Finding(pred, None, bad)
-        if later:
-            for i, pred in zip(later, self.second.predict([texts[i] for i in later], [expected[i] for i in later]), strict=True):  # type: ignore[union-attr]
-                first, bad = out[i].first, out[i].mismatch  # type: ignore[union-attr]
-                both = max(pred.expected_prob, first.expected_prob if first else 0.0)
-                if bad:  # the first model has no label for the language: the second may read it as it
-                    out[i] = _Finding(first, pred, pred.expected_prob < READS_AS)
-                else:
-                    out[i] = _Finding(first, pred, self.mismatch(pred, expected[i], general[i], rules[i].second, both))
-        profiled = [i for i in ask if rules[i].profile is not None]
-        if profiled:  # languages neither model reads well: rejected when the text does not read like the language
-            for i, score in zip(profiled, self.profiles.scores([texts[i] for i in profiled], [expected[i] for i in profiled]), strict=True):  # type: ignore[union-attr]
-                first, second, bad = out[i].first, out[i].second, out[i].mismatch  # type: ignore[union-attr]
-                out[i] = _Finding(first, second, bad or score < rules[i].profile.floor, score)  # type: ignore[union-attr]
-        return out
+        knows the language, does not read the text as it. Then the n-gram profiles, where a language has one.
+        Each step is a batched call and array operations over the fields (`general`: bool per field)."""
+        n = len(texts)
+        rules = rules or self.rules(expected)
+        table = _Table(expected, self.rule)
+        asked = (table.column(lambda r: r.first is not None or r.second is not None or r.profile is not None, bool)
+                 & (np.fromiter(map(len, texts), dtype=np.intp, count=n) >= self.config.min_chars))
+        has_first = asked & table.column(lambda r: r.first is not None, bool)
+        bad = np.zeros(n, dtype=bool)
+        first_p = np.zeros(n)  # P(expected language) by the first model, 0 where it is not asked
+        first_at = np.flatnonzero(has_first).tolist()
+        first = self.lid.read(take(texts, first_at), first_expected := take(expected, first_at))
+        if first_at:
+            first_p[first_at] = first.expected_prob
+            bad[first_at] = self.mismatches(first, first_expected, general[first_at], list(map(_FIRST, take(rules, first_at))))
+        second_at: list[int] = []
+        second = NO_READINGS
+        if self.second is not None:
+            # Asked where the first model is not asked or not sure, unless it rejects a language it knows, or
+            # names a language it knows with FIRST_DECISIVE (its group's probability).
+            consult = table.column(lambda r: r.second.consult if r.second is not None else -1.0)
+            first_knows = table.column(_FIRST_KNOWS, bool)
+            later = asked & (consult >= 0) & (~has_first | (first_p < consult)) & (~bad | ~first_knows)
+            if FIRST_DECISIVE is not None and first_at:
+                names_it = np.zeros(n, dtype=bool)
+                names_it[first_at] = np.fromiter(map(operator.eq, first.label, first_expected), dtype=bool, count=len(first_at))
+                later &= ~(first_knows & names_it & (first_p >= FIRST_DECISIVE))
+            second_at = np.flatnonzero(later).tolist()
+        if second_at:
+            second = self.second.read(take(texts, second_at), second_expected := take(expected, second_at))  # type: ignore[union-attr]
+            own = second.expected_prob
+            limits = list(map(_SECOND, take(rules, second_at)))
+            # Where the first model rejects a language it has no label for, the second may read the text as it.
+            bad[second_at] = np.where(bad[second_at], own < READS_AS,
+                                      self.mismatches(second, second_expected, general[second_at], limits, np.maximum(own, first_p[second_at])))
+        profile: dict[int, float] = {}
+        at = np.flatnonzero(asked & table.column(lambda r: r.profile is not None, bool)).tolist()
+        if at:  # languages neither model reads well: rejected when the text does not read like the language
+            scores = self.profiles.scores(take(texts, at), take(expected, at))  # type: ignore[union-attr]
+            profile = dict(zip(at, scores, strict=True))
+            bad[at] |= np.array(scores) < table.column(lambda r: r.profile.floor if r.profile is not None else 0.0)[at]
+        return _Readings(asked, first_at, first, first_p, second_at, second, profile, bad)
 
     def text_mismatch(self, text: str, expected: str) -> str | None:
         """The lid verdict for one text outside a batch (an LLM answer being validated)."""
@@ -286,100 +366,64 @@ class LanguageId(RecordStage):
         share = script_share(clean, self.rule(expected).script)
         if share is not None and share < self.config.script_min_share.get("synthesised", 0.5):
             return "script_mismatch"
-        found = self.find([clean], [expected], [False])[0]
-        return "lid_mismatch" if found is not None and found.mismatch else None
+        return "lid_mismatch" if self.read([clean], [expected], np.zeros(1, dtype=bool)).mismatch[0] else None
 
     def begin_batch(self, records: list[Record]) -> None:
         """Clean every field once, read all the long enough ones in one call per model, count the letters
         of those whose script is in doubt in one pass, and settle each record's verdict and scores."""
         # The batch's fields as columns, made by C-level maps (most records have one field or two).
-        checks = list(map(fields_to_check, records))
-        ends = list(accumulate(map(len, checks)))  # where each record's fields end (a record's fields are contiguous)
+        checks = [record.get(LID_CHECKS) or fields_to_check(record) for record in records]
+        owner = np.repeat(np.arange(len(records)), np.fromiter(map(len, checks), dtype=np.intp, count=len(checks)))  # each field's record
         fields = list(chain.from_iterable(checks))
-        names = [field for field, _, _ in fields]
-        texts = list(map(prose, [text for _, text, _ in fields]))
-        expected = [exp for _, _, exp in fields]
-        general = list(chain.from_iterable(repeat(record["task"] == "general", len(c)) for record, c in zip(records, checks, strict=True)))
-        rules_of, rule = self._rules, self.rule
-        rules = [rules_of.get(exp) or rule(exp) for exp in expected]
-        found = self.find(texts, expected, general, rules)
-        min_shares = [self.config.script_min_share.get(record["task"], 0.5) for record in records]
+        names = list(map(_FIELD, fields))
+        texts = proses(list(map(_TEXT, fields)))
+        expected = list(map(_CODE, fields))
+        tasks = list(map(_TASK, records))
+        general = (np.array(tasks, dtype=object) == "general")[owner]
+        min_shares = np.fromiter(map(self.config.script_min_share.get, tasks, repeat(0.5)), dtype=np.float64, count=len(tasks))[owner]
+        rules = self.rules(expected)
+        readings = self.read(texts, expected, general, rules)
         # A confident reading of the language itself settles its script too, unless the language is
         # written in several (Serbian, Uzbek, ...): then the letters are counted.
-        doubt, start = [], 0
-        for n, end in enumerate(ends):
-            if min_shares[n]:
-                doubt.extend(i for i in range(start, end)
-                             if rules[i].multi_script or found[i] is None or not _sure(found[i], expected[i]))  # type: ignore[arg-type]
-            start = end
-        shares: list[float | None] = [None] * len(texts)
-        for i, share in zip(doubt, script_shares([texts[i] for i in doubt], [rules[i].script for i in doubt]), strict=True):
-            shares[i] = share
-        self._verdicts = self._settle(records, ends, names, found, rules, shares, min_shares, self._stats)
+        settled = _sure(readings, expected) & ~_Table(expected, self.rule).column(lambda r: r.multi_script, bool)
+        doubt = np.flatnonzero((min_shares != 0) & ~settled).tolist()
+        shares = dict(zip(doubt, script_shares(take(texts, doubt), [rules[i].script for i in doubt]), strict=True))
+        self._verdicts = self._settle(records, owner, names, rules, readings, shares, min_shares, self._stats)
 
-    def _settle(self, records: list[Record], ends: list[int], names: list[str], found: list[_Finding | None],
-                rules: list[_Rule], shares: list[float | None], min_shares: list[float],
-                stats: StageStats | None) -> dict[int, str | None]:
-        """Each record's verdict (by id) from its fields' findings and script shares, its scores written, in
-        one pass over the batch's fields (no call per record: most records have one field); and the batch's
-        report counted on the way (see _count)."""
-        verdicts: dict[int, str | None] = {}
-        bins: Counter[str] = Counter()
-        unsupported_bins: Counter[str] = Counter()
-        per_lang: dict[str, list[int]] = {}  # language -> [kept, rejected]
-        second_key, rules_of = self._second_key, self._rules
-        readings: list[list] = []  # the [label, prob, expected prob] lists written, rounded together at the end
-        values: list[float] = []   # their probabilities, in order
-        start = 0
-        for record, end, min_share in zip(records, ends, min_shares, strict=True):
-            scores = record["scores"].setdefault("lid", {})
-            verdict = None
-            answer = answer_rule = None
-            for i in range(start, end):
-                finding, field, share = found[i], names[i], shares[i]
-                if finding is not None:
-                    first, second, mismatch, profile = finding
-                    if first is not None:
-                        readings.append(reading := [first.label, 0.0, 0.0])
-                        scores[field] = reading
-                        values += (first.prob, first.expected_prob)
-                    if second is not None:
-                        readings.append(reading := [second.label, 0.0, 0.0])
-                        scores[second_key(field)] = reading
-                        values += (second.prob, second.expected_prob)
-                    if profile is not None:
-                        scores[f"{field}:profile"] = round(profile, 3)
-                    if field == "answer":
-                        answer, answer_rule = first, rules[i]
-                else:
-                    mismatch = False
-                if share is not None and share < min_share:
-                    scores.setdefault("script", {})[field] = round(share, 3)
-                    verdict = verdict or "script_mismatch"
-                elif mismatch:
-                    verdict = verdict or "lid_mismatch"
-            start = end
-            lang = record["lang"]
-            lang_rule = rules_of.get(lang) or self.rule(lang)
-            if not lang_rule.supported:
-                scores["unsupported"] = True
-            verdicts[id(record)] = verdict
-            if stats is not None:
-                if answer is not None:
-                    score_bin = _BINS[min(int(answer.expected_prob * 20), 19)]
-                    bins[score_bin] += 1
-                    if not answer_rule.first_knows:  # type: ignore[union-attr]
-                        unsupported_bins[score_bin] += 1  # P = 0 by construction: the report's plot says why
-                counts = per_lang.get(lang)
-                if counts is None:
-                    counts = per_lang[lang] = [0, 0]
-                counts[1 if verdict else 0] += 1
-        rounded = round3(values)
-        for reading, prob, expected_prob in zip(readings, rounded[0::2], rounded[1::2], strict=True):
-            reading[1], reading[2] = prob, expected_prob
+    def _settle(self, records: list[Record], owner: np.ndarray, names: list[str], rules: list[_Rule], readings: _Readings,
+                shares: dict[int, float | None], min_shares: np.ndarray, stats: StageStats | None) -> dict[int, str | None]:
+        """Each record's verdict (by id) from its fields' readings and script shares, its scores written, a
+        column at a time (no call per field: most records have one field or two); and the batch's report
+        counted on the way (see _count)."""
+        lids = [record["scores"].setdefault("lid", {}) for record in records]
+        field_scores = take(lids, owner.tolist())  # each field's record's `scores.lid`
+        for at, preds, key in ((readings.first_at, readings.first, None), (readings.second_at, readings.second, self._second_key)):
+            if at:
+                probs = round3(np.concatenate([preds.prob, preds.expected_prob]))
+                written = list(map(list, zip(preds.label, probs[: len(at)], probs[len(at) :], strict=True)))
+                keys = take(names, at) if key is None else list(map(key, take(names, at)))
+                deque(map(dict.__setitem__, take(field_scores, at), keys, written), maxlen=0)
+        for i, score in readings.profile.items():
+            field_scores[i][f"{names[i]}:profile"] = round(score, 3)
+        # Each field's finding (its script, else another language); a record's verdict is its first field's.
+        finding = readings.mismatch.astype(np.int8) * 2
+        for i, share in shares.items():
+            if share is not None and share < min_shares[i]:
+                field_scores[i].setdefault("script", {})[names[i]] = round(share, 3)
+                finding[i] = 1
+        verdicts: list[str | None] = [None] * len(records)
+        found = np.flatnonzero(finding).tolist()
+        for i, reason in zip(reversed(found), take(_REASONS, finding[found[::-1]].tolist()), strict=True):
+            verdicts[owner[i]] = reason  # a record's first finding is written last
+        langs = list(map(_LANG, records))
+        lang_rules = self.rules(langs)
+        if not all(map(_SUPPORTED, lang_rules)):
+            for n, rule in enumerate(lang_rules):
+                if not rule.supported:
+                    lids[n]["unsupported"] = True
         if stats is not None:
-            self._count(bins, unsupported_bins, per_lang, stats)
-        return verdicts
+            self._count(owner, names, rules, readings, langs, verdicts, stats)
+        return dict(zip(map(id, records), verdicts, strict=True))
 
     def _second_key(self, field: str) -> str:
         """The scores key of the second opinion's reading of a field (`answer:cld2`), made once per field name."""
@@ -388,15 +432,25 @@ class LanguageId(RecordStage):
             key = self._second_keys[field] = f"{field}:{self.second.name}"  # type: ignore[union-attr]
         return key
 
-    def _count(self, bins: Counter[str], unsupported_bins: Counter[str], per_lang: dict[str, list[int]],
-               stats: StageStats) -> None:
-        """The batch's report, counted at once (Counter updates per batch, not a few dictionary updates per
+    def _count(self, owner: np.ndarray, names: list[str], rules: list[_Rule], readings: _Readings, langs: list[str],
+               verdicts: list[str | None], stats: StageStats) -> None:
+        """The batch's report, counted at once (array and Counter passes, not a few dictionary updates per
         record): per language checked, unsupported, kept and rejected; the answers' expected-language
-        probability in 5-point bins, also apart for languages the model has no label for."""
-        for key, counted in ((SCORE_HISTOGRAM, bins), (UNSUPPORTED_HISTOGRAM, unsupported_bins)):
-            for score_bin, n in counted.items():
-                stats.note(key, score_bin, n)
-        for lang, (kept, rejected) in per_lang.items():
+        probability in 5-point bins (of each record's last answer field read), also apart for languages
+        the model has no label for."""
+        answers = np.flatnonzero(readings.asked & (np.array(names, dtype=object) == "answer"))
+        of = owner[answers]
+        last = answers[np.append(of[1:] != of[:-1], True)] if len(answers) else answers  # each record's last answer field
+        read = last[np.isin(last, readings.first_at)]  # where the fastText model read it
+        bins = np.minimum((readings.first_p[read] * 20).astype(np.intp), 19)
+        unknown = ~np.fromiter(map(_FIRST_KNOWS, take(rules, read.tolist())), dtype=bool, count=len(read))
+        for key, counted in ((SCORE_HISTOGRAM, bins), (UNSUPPORTED_HISTOGRAM, bins[unknown])):  # P = 0 for the latter by construction: the report's plot says why
+            for score_bin, n in enumerate(np.bincount(counted, minlength=len(_BINS)).tolist()):
+                if n:
+                    stats.note(key, _BINS[score_bin], n)
+        per_lang = Counter(zip(langs, map(bool, verdicts), strict=True))
+        for lang in dict.fromkeys(langs):
+            kept, rejected = per_lang[lang, False], per_lang[lang, True]
             report = stats.report.get(lang) or stats.report.setdefault(lang, Counter())
             report["checked"] += kept + rejected
             if not self.rule(lang).supported:
@@ -426,8 +480,10 @@ class LanguageId(RecordStage):
         return self._verdicts[id(record)]
 
 
-def _sure(finding: _Finding, expected: str) -> bool:
-    """Whether either model reads the text as the expected language confidently enough to settle its script."""
-    first, second = finding.first, finding.second
-    return ((first is not None and first.label == expected and first.prob >= 0.5)
-            or (second is not None and second.label == expected and second.prob >= SECOND_SURE))
+def _sure(readings: _Readings, expected: list[str]) -> np.ndarray:
+    """Per field, whether either model reads the text as the expected language confidently enough to settle its script."""
+    sure = np.zeros(len(expected), dtype=bool)
+    for at, preds, least in ((readings.first_at, readings.first, 0.5), (readings.second_at, readings.second, SECOND_SURE)):
+        if at:
+            sure[at] |= np.fromiter(map(operator.eq, preds.label, take(expected, at)), dtype=bool, count=len(at)) & (preds.prob >= least)
+    return sure
