@@ -105,46 +105,68 @@ def prune(out: Path, keep: dict[str, set[str]]) -> None:
                 shutil.rmtree(fp_dir, ignore_errors=True)
 
 
-# A piece of a Parquet file: some of its row groups, named by one string (`piece`) wherever a file's
-# path goes (task results, markers, the corpus steps' file lists). A partition task keeps one work
-# file with a run of row groups per language, not a file per language: a band task of reading by
-# quota keeps a few rows in each of a hundred languages, and a hundred small files cost more to
-# write, open and read than the rows in them.
+# A piece of a Parquet file: some of its row groups, or rows of them, named by one string (`piece`)
+# wherever a file's path goes (task results, markers, the corpus steps' file lists). A partition
+# task keeps one work file: each language's full row groups, then what is left of every language
+# in shared row groups, in order of language. A band task of reading by quota keeps a few rows in
+# each of a hundred languages: a hundred small files cost more to write, open and read than the rows
+# in them, and so did a row group per language (a footer of a hundred row groups, parsed for every
+# piece a shard reads).
 PIECE = "#row-groups="
+Part = tuple[int, int | None, int | None]  # a row group, with a row range of it (None: all its rows)
 
 
-def piece(path: str | Path, groups: list[int]) -> str:
-    return f"{path}{PIECE}{','.join(map(str, groups))}"
+def piece(path: str | Path, parts: list[Part]) -> str:
+    """`path#row-groups=3,7,9:120-450`: row groups 3 and 7, and rows 120..449 of row group 9."""
+    return f"{path}{PIECE}{','.join(str(g) if a is None else f'{g}:{a}-{b}' for g, a, b in parts)}"
 
 
-def open_piece(ref: str) -> tuple[pq.ParquetFile, list[int]]:
+def open_piece(ref: str) -> tuple[pq.ParquetFile, list[tuple[int, int, int]]]:
     """The file a piece is in, its footer parsed once per process (a task's file is opened once per
-    language), and the piece's row groups: every row group for a plain path."""
-    path, _, groups = ref.partition(PIECE)
+    language), and the piece's (row group, first row, end row) in order: every row group for a
+    plain path."""
+    path, _, spec = ref.partition(PIECE)
     st = os.stat(path)
     pf = pq.ParquetFile(path, metadata=_footer(path, st.st_size, st.st_mtime_ns))
-    return pf, ([int(g) for g in groups.split(",")] if groups else list(range(pf.num_row_groups)))
+    parts = []
+    for entry in spec.split(",") if spec else map(str, range(pf.num_row_groups)):
+        group, _, rows = entry.partition(":")
+        first, end = map(int, rows.split("-")) if rows else (0, pf.metadata.row_group(int(group)).num_rows)
+        parts.append((int(group), first, end))
+    return pf, parts
 
 
-@functools.lru_cache(maxsize=16)  # the pieces of a file are mostly read one after another
+@functools.lru_cache(maxsize=64)  # a shard reads one piece of many files; footers are small (few row groups)
 def _footer(path: str, size: int, mtime_ns: int) -> pq.FileMetaData:
     return pq.read_metadata(path)
 
 
+def _read_parts(pf: pq.ParquetFile, parts: list[tuple[int, int, int]], columns: list[str] | None) -> pa.Table:
+    """The rows of the parts, in order: their row groups read at once, then the parts' rows taken
+    (a copy: a slice would keep the whole shared row group alive with it)."""
+    groups = sorted({g for g, _, _ in parts})
+    table = pf.read_row_groups(groups, columns=columns, use_threads=False)
+    sizes = [pf.metadata.row_group(g).num_rows for g in groups]
+    if [(g, 0, n) for g, n in zip(groups, sizes, strict=True)] == list(parts):
+        return table  # whole row groups in file order: as read
+    at = dict(zip(groups, np.cumsum([0, *sizes]).tolist(), strict=False))
+    return table.take(pa.array(np.concatenate([np.arange(at[g] + first, at[g] + end) for g, first, end in parts])))
+
+
 def read_piece(ref: str, columns: list[str] | None = None) -> pa.Table:
     """The rows of a piece (a path: the whole file), in order."""
-    pf, groups = open_piece(ref)
-    return pf.read_row_groups(groups, columns=columns, use_threads=False)
+    pf, parts = open_piece(ref)
+    return _read_parts(pf, parts, columns)
 
 
 def take_rows(ref: str, rows: tuple[int, ...] | list[int], columns: list[str] | None = None) -> pa.Table:
     """The given rows of a Parquet file or piece (numbered within it), reading only the row groups
     that hold them."""
-    pf, groups = open_piece(ref)
-    starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in groups])
+    pf, parts = open_piece(ref)
+    starts = np.cumsum([0] + [end - first for _, first, end in parts])
     wanted = np.asarray(rows, dtype=np.int64)
     held = sorted(set((np.searchsorted(starts, wanted, side="right") - 1).tolist()))
-    table = pf.read_row_groups([groups[i] for i in held], columns=columns)
+    table = _read_parts(pf, [parts[i] for i in held], columns)
     offset = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in held])
     local = np.searchsorted(offset, wanted)
     return table.take(pa.array(local))

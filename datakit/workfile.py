@@ -2,13 +2,14 @@
 
 A task writes one work file holding the contract's columns plus what the corpus steps need without
 the text: the exact-dedup key (`_dkey`), the size (`_nbytes`) and, for near dedup, the bucket key
-and MinHash signature. Each row group holds one language's rows, and each language's row groups are
-a piece of the file (`store.piece`): a shard reads only its language's pieces. Records a stage
-rejected go to one rejected file per stage. Rows are buffered and written in row groups of a fixed
-size per language, so each language's rows, and the row groups that hold them, depend on the rows
-alone, not on how they were batched on their way (the Dask task and the datatrove steps batch
-differently); where in the file a language's full row groups fall may differ between the two, and
-nothing reads the file in any other order than by piece.
+and MinHash signature. A language's rows are written in row groups of ROW_GROUP rows as they
+come, and what is left of every language at the end goes into shared row groups, in order of
+language; each language's row groups and row ranges are a piece of the file (`store.piece`): a
+shard reads only its language's pieces. Records a stage rejected go to one rejected file per stage.
+Each language's rows, and how they are cut into row groups, depend on the rows alone, not on how
+they were batched on their way (the Dask task and the datatrove steps batch differently); where in
+the file a language's full row groups fall may differ between the two, and nothing reads the file
+in any other order than by piece.
 """
 
 from __future__ import annotations
@@ -25,9 +26,13 @@ from datakit.corpus_steps.near_dedup import SIGNATURE, MinHashParams, signature_
 from datakit.record_stages.base import Rejection
 from datakit.records import Record, to_table
 from datakit.schema import record_schema, rejected_schema
-from datakit.store import StageDir, atomic_path, piece, read_piece
+from datakit.store import Part, StageDir, atomic_path, piece, read_piece
 
 ROW_GROUP = 1_000
+# What is left of every language at the end of a task shares row groups of this many rows or more:
+# at most SHARED_GROUPS of them, so a task's footer stays small, and a language's piece reads little
+# beyond its own rows.
+SHARED_MIN_ROWS, SHARED_GROUPS = 128, 32
 # Kept records wait, as whole batch tables, until this many are in hand, and are then split by
 # language in one pass: with a hundred languages in a batch, splitting every batch was a hundred
 # small copies of 130 columns each (a sixth of the keep step). Holds a few MB.
@@ -66,7 +71,7 @@ class TaskWriters:
         self._open: dict[str, tuple[Any, pq.ParquetWriter, pa.Schema]] = {}  # writer key -> (atomic path, writer, schema)
         self._buffers: dict[str, list[pa.Table]] = {}  # buffer key -> tables waiting for a row group
         self._pending: dict[str, int] = {}
-        self._groups: dict[str, list[int]] = {}  # buffer key -> the row groups of its writer's file it wrote
+        self._parts: dict[str, list[Part]] = {}  # buffer key -> what of its writer's file it wrote (store.piece)
         self._written: dict[str, int] = {}  # writer key -> row groups written
         self._unsplit: list[pa.Table] = []  # kept batches not yet split by language
         self._unsplit_langs: list[str] = []
@@ -76,7 +81,7 @@ class TaskWriters:
     @property
     def kept_paths(self) -> dict[str, str]:
         """Each language's kept rows: a piece of the task's work file (complete after `close`)."""
-        return {key.removeprefix("kept:"): piece(self.kept_path, groups) for key, groups in sorted(self._groups.items()) if key.startswith("kept:") and groups}
+        return {key.removeprefix("kept:"): piece(self.kept_path, parts) for key, parts in sorted(self._parts.items()) if key.startswith("kept:") and parts}
 
     def _writer(self, key: str, path: Path, schema: pa.Schema, **options: Any) -> None:
         if key not in self._open:
@@ -91,7 +96,7 @@ class TaskWriters:
         (every language's rows go to the one work file)."""
         writer = writer or key
         if key not in self._buffers:
-            self._buffers[key], self._pending[key], self._groups[key] = [], 0, []
+            self._buffers[key], self._pending[key], self._parts[key] = [], 0, []
         if table.num_rows:
             self._buffers[key].append(table)
             self._pending[key] += table.num_rows
@@ -102,7 +107,7 @@ class TaskWriters:
         pending = pa.concat_tables(self._buffers[key])
         self._open[writer][1].write_table(pending.slice(0, cut), row_group_size=ROW_GROUP)
         groups = -(-cut // ROW_GROUP)
-        self._groups[key] += range(self._written[writer], self._written[writer] + groups)
+        self._parts[key] += [(g, None, None) for g in range(self._written[writer], self._written[writer] + groups)]
         self._written[writer] += groups
         rest = pending.slice(cut)
         self._buffers[key], self._pending[key] = ([rest] if rest.num_rows else []), rest.num_rows
@@ -162,12 +167,27 @@ class TaskWriters:
             self._add(stage, table)
 
     def close(self) -> None:
-        """The rows still buffered, each language's in order of language (then each stage's), and the
+        """What is left of every language (fewer than ROW_GROUP rows each) into shared row groups, in
+        order of language, each language's rows a range of them; each stage's rejected rows; the
         files closed."""
         self._split()
-        for key in sorted(self._buffers):
-            writer = "kept" if key.startswith("kept:") else key
-            self._add(key, self._open[writer][2].empty_table(), final=True, writer=writer)
+        left = [(key, pa.concat_tables(self._buffers[key])) for key in sorted(self._buffers) if key.startswith("kept:") and self._pending[key]]
+        if left:
+            first, at = self._written["kept"], 0
+            shared = pa.concat_tables([table for _, table in left])
+            size = min(ROW_GROUP, max(SHARED_MIN_ROWS, -(-shared.num_rows // SHARED_GROUPS)))
+            self._open["kept"][1].write_table(shared, row_group_size=size)
+            self._written["kept"] += -(-shared.num_rows // size)
+            for key, table in left:
+                end = at + table.num_rows
+                while at < end:  # a language's rows may run on into the next shared row group
+                    group, row = divmod(at, size)
+                    take = min(size - row, end - at)
+                    self._parts[key].append((first + group, row, row + take))
+                    at += take
+                self._buffers[key], self._pending[key] = [], 0
+        for key in sorted(k for k in self._buffers if not k.startswith("kept:")):
+            self._add(key, self._open[key][2].empty_table(), final=True)
         for ctx, writer, _ in self._open.values():
             writer.close()
             ctx.__exit__(None, None, None)

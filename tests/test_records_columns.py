@@ -28,7 +28,7 @@ from datakit.records import content_texts, record_id, seeded_rng, to_row, to_tab
 from datakit.schema import record_schema, rejected_schema
 from datakit.sources import adapter_for
 from datakit.sources.base import RawRow, ReadContext
-from datakit.store import StageDir, open_piece, read_piece
+from datakit.store import StageDir, open_piece, read_piece, take_rows
 from datakit.text import normalise_text
 from datakit.workfile import TaskWriters, read_keys
 
@@ -124,9 +124,15 @@ def test_work_files_depend_on_the_records_not_the_batches(records, tmp_path, mon
         want = [r for r in records if r["lang"] == lang]
         assert table.column("id").to_pylist() == [r["id"] or record_id(r) for r in want]
         assert table.column("_dkey").to_pylist() == [dedup_key(r) for r in want]
-        for writers in (whole, batched):
-            pf, groups = open_piece(writers.kept_paths[lang])
-            assert [pf.metadata.row_group(g).num_rows for g in groups] == [5] * (len(want) // 5) + [len(want) % 5] * bool(len(want) % 5)
+        picked = [len(want) - 1, 0, len(want) // 2]  # rows of a piece by number, across its parts
+        assert take_rows(ref, picked, ["id"]).column("id").to_pylist() == [table.column("id")[i].as_py() for i in picked]
+        for writers in (whole, batched):  # full row groups of 5 as they came, then the rest in shared row groups
+            pf, parts = open_piece(writers.kept_paths[lang])
+            full = [(g, first, end) for g, first, end in parts if end - first == 5 == pf.metadata.row_group(g).num_rows]
+            assert len(full) >= len(want) // 5 and sum(end - first for _, first, end in parts) == len(want)
+    # Every language's last rows share row groups: a file of a hundred languages is not a hundred small row groups.
+    meta = open_piece(next(iter(whole.kept_paths.values())))[0].metadata
+    assert meta.num_row_groups == sum(n // 5 for n in whole.rows.values()) + -(-sum(n % 5 for n in whole.rows.values()) // 5)
     keys = read_keys([whole.kept_paths[lang] for lang in sorted(whole.kept_paths)])
     assert keys.num_rows == len(records)
     assert keys.column("id").to_pylist() == [r["id"] or record_id(r) for lang in sorted(whole.kept_paths) for r in records if r["lang"] == lang]

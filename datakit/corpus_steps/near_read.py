@@ -19,7 +19,7 @@ import pyarrow as pa
 from datakit.corpus_steps import near_dedup as nd
 from datakit.corpus_steps.file_cache import WorkFileCache
 from datakit.corpus_steps.memory import release_memory
-from datakit.store import open_piece, read_piece
+from datakit.store import open_piece, read_piece, take_rows
 
 HASH_BYTES = 16 << 20  # band buckets held at once
 SIGNATURE_READ_BYTES = 8 << 20  # signature row groups read at once when verifying candidates
@@ -101,17 +101,14 @@ def read_signatures(rows: SurvivingRows, params: nd.MinHashParams, involved: np.
         if kept is not None:
             sigs[lo:hi] = nd.signature_matrix(kept.column(nd.SIGNATURE).take(pa.array(local)), params)
             continue
-        pf, groups = open_piece(rows.files[p])
-        sizes = [pf.metadata.row_group(g).num_rows for g in groups]
+        pf, parts = open_piece(rows.files[p])
+        sizes = [end - first for _, first, end in parts]
         starts = np.cumsum([0, *sizes])
-        group = np.searchsorted(starts, local, side="right") - 1  # the piece's k-th row group
+        part_of = np.searchsorted(starts, local, side="right") - 1  # the piece's k-th part (row group or rows of one)
         per_read = max(1, SIGNATURE_READ_BYTES // max(1, max(sizes) * params.num_perm * 2))
-        needed = np.unique(group)
+        needed = np.unique(part_of)
         for k in range(0, len(needed), per_read):
-            batch = needed[k : k + per_read].tolist()
-            mine = np.flatnonzero(np.isin(group, batch))
-            table = pf.read_row_groups([groups[g] for g in batch], columns=[nd.SIGNATURE], use_threads=False)
-            offset = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in batch])
-            at = np.searchsorted(offset, local[mine])
-            sigs[lo + mine] = nd.signature_matrix(table.column(nd.SIGNATURE), params)[at]
+            mine = np.flatnonzero(np.isin(part_of, needed[k : k + per_read]))
+            table = take_rows(rows.files[p], local[mine].tolist(), [nd.SIGNATURE])
+            sigs[lo + mine] = nd.signature_matrix(table.column(nd.SIGNATURE), params)
     return sigs
