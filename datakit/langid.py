@@ -30,7 +30,7 @@ import numpy as np
 from datakit import languages
 from datakit.errors import UnknownLanguageError
 from datakit.models import load_fasttext
-from datakit.scripts import dominant_script, dominant_scripts, script_count_matrix, scripts_agree
+from datakit.scripts import dominant_scripts, script_count_matrix, scripts_agree
 
 NEVER = 1.01  # a threshold no probability reaches
 WEAK = 0.9  # a model reads a language weakly when it names the language's group first for less of its clean text
@@ -230,7 +230,7 @@ class LangId:
 
     def _read_others(self, texts: list[str], label_ids: np.ndarray, p: np.ndarray, member: np.ndarray,
                      expected: list[str]) -> tuple[list[str | None], np.ndarray, list[str | None]]:
-        """`_read` of texts whose top label is not their expected language's group, as array operations: the
+        """Texts whose top label is not their expected language's group, read as array operations: the
         first label that is in the group, or of another language consistent with the text's script (the
         scripts of all these texts counted in one pass; which labels fit which script worked out once).
         Gives the label, probability and script columns."""
@@ -255,7 +255,7 @@ class LangId:
         """Per label (and the pad), whether the label, of another language than the expected one, may be read
         for text of this dominant script (None: no letters): a language of the script (see scripts_agree), or
         any language for text without letters, except Japanese, which only text with kana is (Han text
-        without kana is Chinese, whatever lid.176 says). As `_read` decides it label by label."""
+        without kana is Chinese, whatever lid.176 says). As a reading of each text's labels in order decides it."""
         found = self._fit.get(script)
         if found is None:
             found = self._fit[script] = np.array(
@@ -280,37 +280,6 @@ class LangId:
             group = code_group(exp)
             found = self._member_labels[exp] = frozenset(raw for raw, (_, iso, _) in self.parts.items() if iso in group)
         return found
-
-    def _read(self, text: str, labs, ps, exp: str, known: object = None) -> Prediction:
-        """One text's top-k labels as a Prediction against its expected language: the first label that is
-        the expected language's group or another language consistent with the text's script (`known`:
-        the text's dominant script where it was counted already, else None)."""
-        members = self._members(exp)
-        probs = ps.tolist()
-        exp_p = 0.0
-        for lab, p in zip(labs, probs, strict=True):
-            if lab in members:
-                exp_p += p
-        if len(labs) and labs[0] in members:  # the usual case: no script needed
-            return Prediction(exp, probs[0], exp_p, None)
-        script: object = _UNKNOWN  # the text's script is looked at only when another language is named
-        for lab, p in zip(labs, probs, strict=True):
-            if lab in members:
-                return Prediction(exp, p, exp_p, None if script is _UNKNOWN else script)  # type: ignore[arg-type]
-            found = self.parts.get(lab)
-            if found is None:
-                continue
-            code, _, lab_script = found
-            if script is _UNKNOWN:
-                script = dominant_script(text) if known is None else known
-            if lab_script == "Jpan" and script != "Jpan":
-                continue  # Japanese prose has kana; Han text without any is Chinese (lid.176 says otherwise)
-            if script is None or scripts_agree(lab_script, script):
-                return Prediction(code, p, exp_p, script)  # type: ignore[arg-type]
-        return Prediction(None, 0.0, exp_p, None if script is _UNKNOWN else script)  # type: ignore[arg-type]
-
-
-_UNKNOWN = object()
 
 
 def take(values: list, at: list[int]) -> list:

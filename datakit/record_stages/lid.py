@@ -51,7 +51,6 @@ from datakit import lid_profile
 from datakit.langid import (
     NO_READINGS,
     LangId,
-    Prediction,
     Readings,
     Thresholds,
     calibrated_thresholds,
@@ -279,27 +278,17 @@ class LanguageId(RecordStage):
             self.rule(code)
         return take(self._rules, codes)  # type: ignore[arg-type]
 
-    def mismatch(self, pred: Prediction, expected: str, general: bool = False, limits: Thresholds | None = None,
-                 expected_prob: float | None = None) -> bool:
-        """Whether a prediction says the text is not in `expected`, by the language's calibrated limits
-        (the first model's unless others are given; the second opinion's floor is on the larger of the
-        two models' P(expected language), given as `expected_prob`). `mismatches` is the same for a batch."""
-        limits = limits or self.threshold(expected)
-        if limits is None:
-            return False
-        expected_prob = pred.expected_prob if expected_prob is None else expected_prob
-        other = pred.label is not None and not in_group(pred.label, expected)
-        margin = pred.prob - pred.expected_prob  # how much more likely another language is than the expected one
-        if general:
-            # Code, formulas and quotations read as "a little English": only confident prose counts.
-            return other and margin >= max(self.config.general_margin, limits.for_label(pred.label))
-        return (other and margin >= limits.for_label(pred.label)) or expected_prob < limits.floor
-
     def mismatches(self, preds: Readings, expected: list[str], general: np.ndarray, limits: list[Thresholds],
                    expected_prob: np.ndarray | None = None) -> np.ndarray:
-        """`mismatch` of many predictions at once, each with its own limits (bool array). Most predictions
-        name the expected language itself: only those naming another are looked at one by one (which
-        language, and its own limit); the comparisons are array operations."""
+        """Whether each prediction says its text is not in its expected language, by that language's
+        calibrated limits (bool array): another language (outside the expected one's confusable group)
+        more likely than the expected one by at least the limit for that language, or (not for general
+        records) P(expected language) under the floor. For general records, code, formulas and
+        quotations read as "a little English": only confident prose counts (the margin is at least
+        `general_margin`). `expected_prob`: what the floor is on, where not the prediction's own (the
+        second opinion's floor is on the larger of the two models' P(expected language)). Most
+        predictions name the expected language itself: only those naming another are looked at one by
+        one (which language, and its own limit); the comparisons are array operations."""
         labels, probs, own = preds.label, preds.prob, preds.expected_prob
         other = np.zeros(len(labels), dtype=bool)
         limit = np.zeros(len(labels))

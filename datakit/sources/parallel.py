@@ -358,12 +358,11 @@ def _read_aligned(source: Source, partition: Partition, ctx: ReadContext, unit: 
     # A variant file that does not line up is left out (its lines are not read).
     variants_at = [(key, (line_range if key[0] == focus else hub_range)(path, start, count))
                    for key, path in variant_files.items() if counts[key] == reference]
-    unreadable = {i for lines in core for i, text in enumerate(lines) if not isinstance(text, str)}
     for i in wanted:  # every file holds the range (their counts agree)
         row = [lines[i] for lines in core]
         loc = {"file": focus_name, "line": start + i + 1}
-        if i in unreadable:
-            error = next(t for t in row if not isinstance(t, str))
+        error = next((t for t in row if not isinstance(t, str)), None)  # a line of bad UTF-8 in any file
+        if error is not None:
             yield RawError(loc, error.reason, error.raw, focus, f"{error.loc.get('file', '')}: {error.detail}".strip(": "))
             continue
         variants: dict[str, dict[str, str]] = {}
