@@ -2,7 +2,8 @@
 
 Reads NTREX-128 through the bitext adapter (every language, both hubs), builds the translation and
 interactive records (`datakit.construct.build`: templates, CLDR names, ids), and writes them to
-Parquet in batches, the way the prepare phase does (`records.to_table`, a batch's columns at
+Parquet in batches, the way the prepare phase does (batches of BATCH_ROWS raw rows, built and
+turned into columns with the cyclic collector paused; `records.to_table`, a batch's columns at
 once). Then writes the very same rows again with pyarrow alone, from the Python rows and from
 Arrow tables. Both passes run three times, alternating, in one process; each counts process CPU
 seconds and the best of three is kept (the machine is shared: wall time would measure the
@@ -33,6 +34,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from datakit.collector import collector_paused
 from datakit.construct import Rejected, build
 from datakit.partition import BATCH_ROWS
 from datakit.recipe import load_recipe
@@ -46,32 +48,34 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def construct_and_write(data_dir: Path, sample: int, path: Path, keep: list | None) -> tuple[int, float]:
-    """Records made and CPU seconds to read, construct and write them; `keep` collects the batches."""
+    """Records made and CPU seconds to read, construct and write them; `keep` collects the batches.
+    As a build's task: raw rows read in batches of BATCH_ROWS, each batch's records built and then
+    turned into columns with the cyclic collector paused (`PartitionRun._construct` and `keep`)."""
     forget_files()  # each pass counts and reads the files afresh, as a build's worker does once
     recipe = load_recipe(ROOT / "pipelines" / "local.yaml")
     source = next(s for s in recipe.sources if s.name == "ntrex128")
     ctx = ReadContext(data_dir, None, sample, None, tuple(recipe.pivots))
     adapter, schema = adapter_for(source), record_schema()
-    n, started, batch = 0, time.process_time(), []
+    n, started, rows = 0, time.process_time(), []
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        def flush() -> None:
-            writer.write_table(to_table(batch, schema))
+        def flush() -> int:
+            with collector_paused():
+                batch = [r for row in rows for r in build(row, source, recipe) if not isinstance(r, Rejected)]
+                table = to_table(batch, schema)
+            writer.write_table(table)
             if keep is not None:
-                keep.append(list(batch))
-            batch.clear()
+                keep.append(batch)
+            rows.clear()
+            return len(batch)
 
         for part in adapter.partitions(source, ctx):
             for item in adapter.read(source, part, ctx):
-                if not isinstance(item, RawRow):
-                    continue
-                for record in build(item, source, recipe):
-                    if not isinstance(record, Rejected):
-                        batch.append(record)
-                        n += 1
-                if len(batch) >= BATCH_ROWS:
-                    flush()
-        if batch:
-            flush()
+                if isinstance(item, RawRow):
+                    rows.append(item)
+                    if len(rows) >= BATCH_ROWS:
+                        n += flush()
+        if rows:
+            n += flush()
     return n, time.process_time() - started
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from datakit.collector import collector_paused
 from datakit.construct import Rejected, build
 from datakit.construct.templates import NativeTemplates
 from datakit.corpus_steps.memory import prefer_jemalloc, release_memory
@@ -146,22 +147,23 @@ class PartitionRun:
         records: list[Record] = []
         rejections: list[Rejection] = []
         construct, job, source = self.stats["construct"], self.job, self.source
-        for row in batch:
-            construct.in_ += 1
-            built = build(row, source, job.recipe, job.native)
-            if not built:
-                stub = unparsed_record(source=source.name, license=source.license, lang=None, loc=row.loc, raw="")
-                built = [Rejected(stub, "nothing_to_build")]
-            construct.created += len(built) - 1
-            for b in built:
-                if isinstance(b, Rejected):
-                    rejections.append(Rejection(b.record, "construct", b.reason))
-                    construct.rejected[b.reason] += 1
-                elif not job.ctx.selected(b["lang"]):
-                    rejections.append(Rejection(b, "construct", "lang_not_selected"))
-                    construct.rejected["lang_not_selected"] += 1
-                else:
-                    records.append(b)
+        with collector_paused():
+            for row in batch:
+                construct.in_ += 1
+                built = build(row, source, job.recipe, job.native)
+                if not built:
+                    stub = unparsed_record(source=source.name, license=source.license, lang=None, loc=row.loc, raw="")
+                    built = [Rejected(stub, "nothing_to_build")]
+                construct.created += len(built) - 1
+                for b in built:
+                    if isinstance(b, Rejected):
+                        rejections.append(Rejection(b.record, "construct", b.reason))
+                        construct.rejected[b.reason] += 1
+                    elif not job.ctx.selected(b["lang"]):
+                        rejections.append(Rejection(b, "construct", "lang_not_selected"))
+                        construct.rejected["lang_not_selected"] += 1
+                    else:
+                        records.append(b)
         construct.kept += len(records)
         self.writers.reject(rejections)
         return records
@@ -173,10 +175,11 @@ class PartitionRun:
 
     def keep(self, records: list[Record]) -> None:
         started = time.perf_counter()
-        for r in records:
-            r["id"] = record_id(r)
-            self.cells[f"{r['group']}|{r['lang']}|{r['task']}"] += 1
-        self.writers.keep(records)
+        with collector_paused():
+            for r in records:
+                r["id"] = record_id(r)
+                self.cells[f"{r['group']}|{r['lang']}|{r['task']}"] += 1
+            self.writers.keep(records)
         self.seconds["dedup keys, minhash, work file"] += time.perf_counter() - started
 
     def finish(self) -> PartitionResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import struct
 from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any, TypeVar
@@ -22,19 +23,14 @@ Record = dict[str, Any]
 _Item = TypeVar("_Item")
 META_RAW_LIMIT = 1024
 # A message as the id hashes it: (role, content), which canonical JSON writes as the list
-# [role, content] (a tuple from itemgetter, not a new list per message).
+# [role, content] (a tuple from itemgetter, not a new list per message; the content's tuple too).
 _ROLE_CONTENT = itemgetter("role", "content")
 
 
 def record_id(record: Record) -> str:
     """Hash of the record's content: same messages, languages and task -> same id, anywhere."""
-    content = [
-        list(map(_ROLE_CONTENT, record["messages"])),
-        record.get("src_lang"),
-        record.get("tgt_lang"),
-        record.get("task"),
-    ]
-    return _sha256(canonical_bytes(content)).hexdigest()[:32]
+    content = (tuple(map(_ROLE_CONTENT, record["messages"])), record.get("src_lang"), record.get("tgt_lang"), record.get("task"))
+    return _sha256(canonical_bytes(content)).hexdigest()[:32]  # tuples are written as JSON lists
 
 
 _sha256 = hashlib.sha256
@@ -184,16 +180,14 @@ class Draws:
 
     def __init__(self, key: bytes):
         self._key, self._block = key, 0
-        self._pool, self._left = _from_bytes(_blake2b(key).digest(), "big"), 8
+        self._pool, self._left = _words(_blake2b(key).digest()), 8
 
     def _next(self) -> int:
         if not self._left:
             self._block += 1
-            digest = _blake2b(self._key + self._block.to_bytes(8, "big")).digest()
-            self._pool, self._left = _from_bytes(digest, "big"), 8
+            self._pool, self._left = _words(_blake2b(self._key + self._block.to_bytes(8, "big")).digest()), 8
         self._left -= 1
-        x, self._pool = self._pool & _MASK64, self._pool >> 64
-        return x
+        return self._pool[self._left]
 
     def random(self) -> float:
         """A float in [0, 1), 53 bits of it, like `random.random`."""
@@ -219,8 +213,10 @@ class Draws:
             items[i], items[j] = items[j], items[i]
 
 
-_MASK64 = (1 << 64) - 1
-_blake2b, _from_bytes = hashlib.blake2b, int.from_bytes  # one draw-key's lookups, not two module lookups each
+_blake2b = hashlib.blake2b
+# A digest's eight 64-bit draws, last word first: the digest read as one big-endian integer, 64 bits
+# at a time from its low end (as the draws were first defined), without the 512-bit arithmetic.
+_words = struct.Struct(">8Q").unpack
 _TWO_53 = 2.0**-53
 
 

@@ -35,7 +35,6 @@ own batched call (bench/bench_lid.py).
 from __future__ import annotations
 
 import functools
-import gc
 import operator
 from collections import Counter, deque
 from collections.abc import Callable
@@ -449,21 +448,13 @@ class LanguageId(RecordStage):
                     report[key] += n
 
     def run(self, records: list[Record], stats: StageStats):
-        """The base stage's run, with the stats at hand for the batch's report (see _count), and the cyclic
-        collector paused while it runs: the batch makes several small containers per field (readings,
-        scores), and each few hundred of them would start a collection that walks the whole batch's
-        records, none of which is garbage yet (about 5% of the stage's time). What the batch leaves
-        behind is collected as usual once the collector runs again."""
+        """The base stage's run (the collector paused there), with the stats at hand for the batch's
+        report (see _count)."""
         self._stats = stats
-        collecting = gc.isenabled()  # only a run that paused it resumes it (another thread may have paused it)
-        if collecting:
-            gc.disable()
         try:
             return super().run(records, stats)
         finally:
             self._stats = None
-            if collecting:
-                gc.enable()
 
     def apply(self, record: Record, stats: StageStats) -> str | None:
         return self._verdicts[id(record)]
