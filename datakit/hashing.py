@@ -1,4 +1,4 @@
-"""The two ways datakit turns things into stable bytes: canonical JSON and a file's sha256.
+"""The ways datakit tells things apart: canonical JSON, a file's sha256, and a file's stamp.
 
 Everything that is hashed or compared across processes (record ids, seeds, cache keys, recipe
 fingerprints, the `meta` and `scores` columns) goes through `canonical_json`, so one spelling of a
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +44,15 @@ def file_sha256(path: Path | str) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def file_stamp(path: Path | str) -> tuple[int, int, int, int] | None:
+    """What tells one state of a file from another without reading it (size, modification and
+    change times, inode): the key of what a process keeps of a file it read (line counts, line
+    ranges, Parquet footers), so a file rewritten in place is read again. None when the file cannot
+    be stat'ed (the caller then reads it plainly, and says why it cannot)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino

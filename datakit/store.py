@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datakit.errors import OutputError
+from datakit.hashing import file_stamp
 
 WORK_DIR = ".datakit"
 
@@ -126,8 +127,8 @@ def open_piece(ref: str) -> tuple[pq.ParquetFile, list[tuple[int, int, int]]]:
     language), and the piece's (row group, first row, end row) in order: every row group for a
     plain path."""
     path, _, spec = ref.partition(PIECE)
-    st = os.stat(path)
-    pf = pq.ParquetFile(path, metadata=_footer(path, st.st_size, st.st_mtime_ns))
+    stamp = file_stamp(path)
+    pf = pq.ParquetFile(path, metadata=None if stamp is None else _footer(path, stamp))  # no stamp: the open says why
     parts = []
     for entry in spec.split(",") if spec else map(str, range(pf.num_row_groups)):
         group, _, rows = entry.partition(":")
@@ -137,7 +138,7 @@ def open_piece(ref: str) -> tuple[pq.ParquetFile, list[tuple[int, int, int]]]:
 
 
 @functools.lru_cache(maxsize=64)  # a shard reads one piece of many files; footers are small (few row groups)
-def _footer(path: str, size: int, mtime_ns: int) -> pq.FileMetaData:
+def _footer(path: str, stamp: tuple[int, ...]) -> pq.FileMetaData:
     return pq.read_metadata(path)
 
 

@@ -13,10 +13,11 @@ import itertools
 import os
 from pathlib import Path
 
+import cachetools
 import pytest
 
 from datakit.recipe import load_recipe
-from datakit.sources import adapter_for, files, rows
+from datakit.sources import adapter_for, files, parallel, rows
 from datakit.sources.base import Parallel, Partition, RawError, RawRow, ReadContext
 from datakit.sources.parallel import _read_aligned, forget_files, hub_range, line_count, line_range
 
@@ -166,3 +167,23 @@ def test_counts_and_hub_ranges_follow_a_file_that_changes(tmp_path):
     assert (line_count(path), hub_range(path, 0, 5)) == (3, ("a", "b", "c"))
     forget_files()
     assert (line_count(path), hub_range(path, 0, 5)) == (3, ("a", "b", "c"))
+
+
+def test_hub_ranges_kept_stay_within_their_bytes(tmp_path, monkeypatch):
+    """The ranges a worker keeps are bounded in bytes, not in number: the ranges read last are kept
+    up to the budget, a range larger than all of it is read and returned but not kept, and every
+    range read is the file's lines whether it was kept or not."""
+    path = tmp_path / "hub.txt"
+    path.write_text("".join(f"line {i} {'x' * (i % 40)}\n" for i in range(3000)), encoding="utf-8")
+    one_range = parallel._range_bytes(tuple(line_range(path, 0, 100)))
+    budget = 3 * one_range + one_range // 2  # room for three ranges of 100 lines, not four
+    monkeypatch.setattr(parallel._hub_range, "cache", cachetools.LRUCache(maxsize=budget, getsizeof=parallel._range_bytes))
+    kept = parallel._hub_range.cache
+    for start in range(0, 1000, 100):
+        assert hub_range(path, start, 100) == tuple(long_way(path, start, 100))
+        assert kept.currsize <= budget
+    assert len(kept) == 3  # the last three ranges read
+    assert hub_range(path, 900, 100) is hub_range(path, 900, 100)  # a kept range is shared, not read again
+    whole = hub_range(path, 0, 3000)  # larger than the whole budget
+    assert whole == tuple(long_way(path, 0, 3000))
+    assert len(kept) == 3 and kept.currsize <= budget

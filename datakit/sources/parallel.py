@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+import sys
+import threading
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator
@@ -18,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cachetools
 import numpy as np
 
 from datakit import languages
 from datakit.errors import SourceError, UnknownLanguageError
+from datakit.hashing import file_stamp
 from datakit.recipe import Source
 from datakit.scripts import dominant_script, scripts_agree
 from datakit.sources import base, files, rows
@@ -254,20 +258,10 @@ def _is_language(tag: str) -> bool:
         return False
 
 
-def _stamp(path: Path) -> tuple[int, ...] | None:
-    """What tells one state of a file from another (size, times, inode), or None when it cannot be
-    read (the caller then reads it plainly, and says why it cannot)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
-
-
 def line_count(path: Path) -> int:
-    """`files.count_lines`, counted once per file as it stands (`_stamp`): every partition of a
+    """`files.count_lines`, counted once per file as it stands (`file_stamp`): every partition of a
     star reads the same hub files, and counting them again per partition was an eighth of reading."""
-    stamp = _stamp(path)
+    stamp = file_stamp(path)
     return files.count_lines(path) if stamp is None else _count_once(str(path), stamp)
 
 
@@ -276,15 +270,28 @@ def _count_once(path: str, stamp: tuple[int, ...]) -> int:
     return files.count_lines(Path(path))
 
 
+# What a process keeps of the hub files' line ranges, in bytes of the kept strings: NTREX's hub
+# ranges are about half a MB each, and a few of them serve every partition of a star; a local
+# aligned file's range of 200,000 lines is tens of MB, and a range larger than this is not kept.
+HUB_RANGES_KEPT = 64 << 20
+
+
+def _range_bytes(lines: tuple[str | RawError, ...]) -> int:
+    return sum(map(sys.getsizeof, lines))
+
+
+_hub_ranges: cachetools.LRUCache = cachetools.LRUCache(maxsize=HUB_RANGES_KEPT, getsizeof=_range_bytes)
+
+
 def hub_range(path: Path, start: int, count: int) -> tuple[str | RawError, ...]:
     """`line_range` of a file that every partition of a star reads (a hub file, a hub's variant):
-    the last few ranges read are kept, so the partitions of one line range share one read (and
-    their rows share the hub's strings). A few ranges of a partition's size: memory stays bounded."""
-    stamp = _stamp(path)
+    the ranges read last are kept (up to HUB_RANGES_KEPT bytes), so the partitions of one line
+    range share one read (and their rows share the hub's strings)."""
+    stamp = file_stamp(path)
     return tuple(line_range(path, start, count)) if stamp is None else _hub_range(str(path), stamp, start, count)
 
 
-@functools.lru_cache(maxsize=8)
+@cachetools.cached(_hub_ranges, lock=threading.Lock())  # a range too large to keep is returned, not kept
 def _hub_range(path: str, stamp: tuple[int, ...], start: int, count: int) -> tuple[str | RawError, ...]:
     return tuple(line_range(Path(path), start, count))
 
