@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from datakit.errors import SourceError
+from datakit.sources import spool
 from datakit.sources.base import RawError, RowBand, Unread
 
 BOM = b"\xef\xbb\xbf"
@@ -501,11 +502,15 @@ def iter_rows(path: Path, *, columns: list[str] | None = None, header: bool | No
               start_line: int = 1, limit: int | None = None, row_groups: list[int] | None = None,
               band: RowBand | None = None) -> Iterator[tuple[dict, Any] | RawError | Unread]:
     """Rows of any supported data file, chosen by its suffix (and first character for `.json`).
-    `band`: rows to pass over unparsed, where the format allows (JSON Lines)."""
+    `band`: rows to pass over unparsed, where the format allows (JSON Lines), or once a first band
+    has kept them (a JSON array: `spool`)."""
     suffix = data_suffix(path)
     if suffix in (".jsonl", ".ndjson") or (suffix == ".json" and _first_char(path) != b"["):
         yield from iter_json_lines(path, start_byte, start_line, limit, band)
     elif suffix == ".json":
+        if band is not None and band.index is not None and limit is None:  # later bands read the rows kept
+            yield from spool.read_by_band(lambda: iter_json_array(path), band, [path], ({"file": str(path)}, "index"))
+            return
         for n, item in enumerate(iter_json_array(path)):
             if limit is not None and n >= limit:
                 return

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from datakit.errors import SourceError
 from datakit.recipe import Source
-from datakit.sources import files
+from datakit.sources import files, spool
 from datakit.sources.base import RawError, RowBand, Unread
 
 
@@ -188,11 +188,18 @@ def num_shards(source: Source, config: str | None, mirror: Path | None) -> int:
 def iter_hub_rows(source: Source, config: str | None, mirror: Path | None, shard: int, shards: int,
                   limit: int | None, band: RowBand | None = None) -> Iterator[tuple[dict, Any] | RawError | Unread]:
     """Rows of one shard (a data file) of a Hub dataset, with their position for provenance. With a
-    `band` (reading by quota), a Parquet shard gives only the band's rows (see `_iter_parquet_band`)."""
+    `band` (reading by quota), a Parquet shard gives only the band's rows (see `_iter_parquet_band`),
+    and a JSON-array shard too, once a first band has kept its rows (`spool`)."""
     where = {"hub": source.hub, "config": config, "split": source.split, "shard": shard}
     arrays = array_files(source, config, mirror)
     if arrays is not None:
-        yield from _iter_array_rows(arrays, *_target(source, mirror), where, shard, shards, limit)
+        target, local = _target(source, mirror)
+        read = functools.partial(_iter_array_rows, arrays, target, local, where, shard, shards, limit)
+        if band is not None and band.index is not None and limit is None:  # later bands read the rows kept
+            names = _shard_files(arrays, shard, shards) if shards > 1 else arrays
+            yield from spool.read_by_band(read, band, [_local_copy(name, local) for name in names], (where, "row"))
+        else:
+            yield from read()
         return
     parquet = _parquet_shard(source, config, mirror, shard, shards) if band is not None and limit is None else None
     if parquet is not None:

@@ -1,0 +1,135 @@
+"""Reading by quota from JSON arrays, which cannot be read from their middle: the first band reads
+the file whole and keeps its rows in a spool; later bands read the spool. Every band's rows are the
+rows a whole read gives in that band, value for value (NaN, lone surrogates, big integers,
+unreadable elements and their RawErrors included), and once the spool is kept the file is not
+parsed again, unless it changed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from datakit.recipe import Source
+from datakit.sources import files, hub
+from datakit.sources.base import BAND_SCALE, Partition, Passed, RawError, ReadContext
+
+BANDS = [(0, BAND_SCALE // 4), (BAND_SCALE // 4, BAND_SCALE // 2 + 7), (BAND_SCALE // 2 + 7, BAND_SCALE)]
+
+
+def _elements(n: int) -> str:
+    """A JSON array of ShareGPT rows, with the values a spool must give back exactly."""
+    parts = []
+    for i in range(n):
+        row = {"conversations": [{"from": "human", "value": f"问题 {i} ünïcode"}, {"from": "gpt", "value": f"answer {i}", "weight": 1.0}],
+               "score": 0.1 * i, "tiny": 1e-7 * i, "big": 2**70 + i, "source": None}
+        parts.append(json.dumps(row, ensure_ascii=False))
+    parts[5] = '{"conversations": [{"from": "human", "value": oops}]}'  # unreadable: a bare word
+    parts[9] = '{"conversations": [], "score": NaN}'  # json reads it (ijson does not)
+    parts[12] = '{"conversations": [{"from": "human", "value": "lone \\ud800 surrogate"}]}'
+    return "[\n" + ",\n".join(parts) + "\n]\n"
+
+
+def _same(item) -> str:
+    """An item as comparable text (NaN != NaN as a float)."""
+    if isinstance(item, RawError):
+        return json.dumps(["error", item.loc, item.reason, item.raw, item.lang, item.detail], ensure_ascii=False)
+    return json.dumps(list(item), ensure_ascii=False, allow_nan=True)
+
+
+def _loc(item) -> dict:
+    return item.loc if isinstance(item, RawError) else item[0]
+
+
+def _by_band(read, part: Partition, band_of, seed: int, whole: list) -> tuple[list[list], int]:
+    """Each band's rows as a task keeps them (by position), and the rows passed over in all."""
+    got, passed = [], 0
+    for lo, hi in BANDS:
+        mine = []
+        for item in read(band_of(lo, hi)):
+            if isinstance(item, Passed):
+                passed += item.count
+                assert item.beyond == sum(part.position(seed, _loc(w)) >= hi for w in whole)
+            elif lo <= part.position(seed, _loc(item)) < hi:
+                mine.append(_same(item))
+        got.append(mine)
+    return got, passed
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    repo = tmp_path / "mirror" / "org" / "chats"
+    repo.mkdir(parents=True)
+    (repo / "chats.json").write_text(_elements(300), encoding="utf-8")
+    return tmp_path / "mirror"
+
+
+def test_a_hub_json_array_is_parsed_once_and_banded_from_its_spool(mirror, tmp_path, monkeypatch):
+    source = Source(name="chats", format="messages", lang="eng_Latn", hub="org/chats", license="MIT")
+    whole = list(hub.iter_hub_rows(source, None, mirror, 0, 1, None))
+    assert len(whole) == 300 and sum(isinstance(w, RawError) for w in whole) == 1
+    seed = 5
+    part = Partition("chats", "default:0", {"config": None, "shard": 0, "shards": 1}, ("eng_Latn",))
+    ctx = ReadContext(None, mirror, None, None, ("eng_Latn", "zho_Hans"), seed=seed, index_dir=str(tmp_path / "bands"))
+
+    def band_of(lo, hi):
+        return dataclasses.replace(ctx.band(dataclasses.replace(part, band=(lo, hi))), index=tmp_path / "bands" / "chats.npz")
+
+    def read(band):
+        return hub.iter_hub_rows(source, None, mirror, 0, 1, None, band)
+
+    expected = [[_same(w) for w in whole if lo <= part.position(seed, _loc(w)) < hi] for lo, hi in BANDS]
+    assert all(expected)
+    parsed = []
+    real = files.iter_json_array
+    monkeypatch.setattr(files, "iter_json_array", lambda path, where=None: parsed.append(path) or real(path, where))
+    got, passed = _by_band(read, part, band_of, seed, whole)
+    assert got == expected
+    assert len(parsed) == 1  # the first band parsed the file; the others read the spool
+    assert passed == 300 - len(expected[1]) + 300 - len(expected[2])  # the first band handed on every row
+
+    got, passed = _by_band(read, part, band_of, seed, whole)  # every band from the spool
+    assert got == expected and len(parsed) == 1 and passed == 2 * 300
+
+    data = mirror / "org" / "chats" / "chats.json"
+    data.write_text(_elements(300).replace("answer 3", "answer three"), encoding="utf-8")
+    os.utime(data, ns=(1, 1))
+    changed = list(hub.iter_hub_rows(source, None, mirror, 0, 1, None))
+    parsed.clear()
+    got, _ = _by_band(read, part, band_of, seed, changed)
+    assert len(parsed) == 1  # a file that changed is parsed again (its first band), not read from the old spool
+    assert got == [[_same(w) for w in changed if lo <= part.position(seed, _loc(w)) < hi] for lo, hi in BANDS]
+    assert any("answer three" in row for band in got for row in band)
+
+
+def test_a_local_json_array_too(tmp_path):
+    path = tmp_path / "chats.json"
+    path.write_text(_elements(120), encoding="utf-8")
+    whole = list(files.iter_rows(path))
+    part = Partition("local", "chats", {"files": [str(path)]}, ("eng_Latn",))
+    ctx = ReadContext(tmp_path, None, None, None, ("eng_Latn", "zho_Hans"), seed=3, index_dir=str(tmp_path / "bands"))
+
+    def band_of(lo, hi):
+        band = ctx.band(dataclasses.replace(part, band=(lo, hi)))
+        return dataclasses.replace(band, index=Path(tmp_path / "bands" / "local.npz"))
+
+    expected = [[_same(w) for w in whole if lo <= part.position(3, _loc(w)) < hi] for lo, hi in BANDS]
+    for _ in range(2):
+        got, _ = _by_band(lambda band: files.iter_rows(path, band=band), part, band_of, 3, whole)
+        assert got == expected
+    assert (tmp_path / "bands" / "local.spool.parquet").is_file()
+
+
+def test_a_read_stopped_early_leaves_no_spool(tmp_path):
+    path = tmp_path / "chats.json"
+    path.write_text(_elements(50), encoding="utf-8")
+    part = Partition("local", "chats", {"files": [str(path)]}, ("eng_Latn",))
+    ctx = ReadContext(tmp_path, None, None, None, ("eng_Latn", "zho_Hans"), seed=3, index_dir=str(tmp_path / "bands"))
+    band = dataclasses.replace(ctx.band(dataclasses.replace(part, band=(0, BAND_SCALE // 2))), index=tmp_path / "bands" / "x.npz")
+    rows = files.iter_rows(path, band=band)
+    next(rows), next(rows)
+    rows.close()
+    assert not list((tmp_path / "bands").iterdir())
