@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from datakit.hashing import canonical_bytes
 from datakit.recipe import Source
@@ -222,6 +224,20 @@ class RowBand:
         before reading them."""
         inside = (positions >= self.lo) & (positions < self.hi)
         return inside, Passed({}, count=int(len(positions) - inside.sum()), beyond=int((positions >= self.hi).sum()))
+
+    def parquet_rows(self, pf: pq.ParquetFile, positions: np.ndarray) -> Iterator[tuple[int, dict[str, Any]] | Passed]:
+        """The rows of a Parquet file (row n at `positions[n]`) in the band, as (n, row), reading
+        only the row groups that hold them and making Python objects of those rows only; then one
+        `Passed` for the others."""
+        inside, passed = self.split(positions)
+        start = 0
+        for group in range(pf.num_row_groups):
+            size = pf.metadata.row_group(group).num_rows
+            rows = np.flatnonzero(inside[start : start + size])
+            if len(rows):
+                yield from zip((rows + start).tolist(), pf.read_row_group(group).take(pa.array(rows)).to_pylist(), strict=True)
+            start += size
+        yield passed
 
 
 class Adapter(Protocol):

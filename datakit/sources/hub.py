@@ -22,14 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datakit.errors import SourceError
 from datakit.recipe import Source
 from datakit.sources import files, spool
-from datakit.sources.base import RawError, RowBand, Unread
+from datakit.sources.base import Passed, RawError, RowBand, Unread
 
 
 def mirror_path(hub_id: str, mirror: Path | None) -> Path | None:
@@ -232,17 +230,8 @@ def _iter_parquet_band(path: Path, where: dict[str, Any], band: RowBand) -> Iter
     pf = pq.ParquetFile(path)
     n = pf.metadata.num_rows
     positions = files.kept_index(band.index, lambda: {"positions": band.positions(where, "row", range(n))})["positions"]
-    inside, passed = band.split(positions)
-    start = 0
-    for g in range(pf.num_row_groups):
-        size = pf.metadata.row_group(g).num_rows
-        rows = np.flatnonzero(inside[start : start + size])
-        if len(rows):
-            table = pf.read_row_group(g).take(pa.array(rows))
-            for i, row in zip(rows.tolist(), table.to_pylist(), strict=True):
-                yield ({**where, "row": start + i}, row)
-        start += size
-    yield passed
+    for item in band.parquet_rows(pf, positions):
+        yield item if isinstance(item, Passed) else ({**where, "row": item[0]}, item[1])
 
 
 def _iter_array_rows(names: list[str], target: str, local: bool, where: dict[str, Any], shard: int, shards: int,

@@ -25,12 +25,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datakit.hashing import file_stamp
-from datakit.sources.base import RawError, RowBand
+from datakit.sources.base import Passed, RawError, RowBand
 
 Row = tuple[dict, Any] | RawError
 SPOOL_ROWS = 2_048  # rows per row group: what a band reads to take one row of it
@@ -71,17 +70,9 @@ def _open(spool: Path, stamp: bytes) -> pq.ParquetFile | None:
     return kept if (kept.schema_arrow.metadata or {}).get(_STAMP) == stamp else None
 
 
-def _band_rows(kept: pq.ParquetFile, band: RowBand) -> Iterator[Row]:
-    positions = kept.read(columns=["position"]).column(0).to_numpy()
-    inside, passed = band.split(positions)
-    start = 0
-    for group in range(kept.num_row_groups):
-        size = kept.metadata.row_group(group).num_rows
-        rows = np.flatnonzero(inside[start : start + size])
-        if len(rows):
-            yield from map(_row, kept.read_row_group(group).take(pa.array(rows)).to_pylist())
-        start += size
-    yield passed
+def _band_rows(kept: pq.ParquetFile, band: RowBand) -> Iterator[Row | Passed]:
+    for item in band.parquet_rows(kept, kept.read(columns=["position"]).column(0).to_numpy()):
+        yield item if isinstance(item, Passed) else _row(item[1])
 
 
 def _keep(rows: Iterator[Row], band: RowBand, numbered: tuple[dict[str, Any], str], spool: Path,
