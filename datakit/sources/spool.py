@@ -11,9 +11,8 @@ A spool is written whole or not at all, and is used only for the files as they w
 written, by the Python that wrote it (the files' `file_stamp`s and the marshal format are in its
 metadata). Rows are kept with `marshal`, which gives every value back exactly as read (key order,
 floats to the bit, NaN, integers of any size, a lone surrogate) and, unlike pickle, runs no code
-as it loads: a band's
-records are byte-identical to those of a whole read. (JSON through the standard library took
-longer than parsing the file; orjson writes NaN as null.)
+as it loads: a band's records are byte-identical to those of a whole read. (JSON through the
+standard library took longer than parsing the file; orjson writes NaN as null.)
 """
 
 from __future__ import annotations
