@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import marshal
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ import pyarrow.parquet as pq
 
 from datakit.hashing import file_stamp
 from datakit.sources.base import Passed, RawError, RowBand
+from datakit.store import atomic_path
 
 Row = tuple[dict, Any] | RawError
 SPOOL_ROWS = 2_048  # rows per row group: what a band reads to take one row of it
@@ -78,10 +78,8 @@ def _band_rows(kept: pq.ParquetFile, band: RowBand) -> Iterator[Row | Passed]:
 def _keep(rows: Iterator[Row], band: RowBand, numbered: tuple[dict[str, Any], str], spool: Path,
           stamp: bytes) -> Iterator[Row]:
     """Every row, as it comes; each is written to the spool before it is handed on (the task may
-    change the row's dicts). The spool takes its name only once the last row is written: a task
-    that stops early, or fails, leaves none."""
-    tmp = spool.with_name(f"{spool.name}.{os.getpid()}.tmp")
-    spool.parent.mkdir(parents=True, exist_ok=True)
+    change the row's dicts). The spool takes its name only once the last row is written
+    (`store.atomic_path`): a task that stops early, or fails, leaves none."""
     base, key = numbered
     batch: list[dict[str, Any]] = []
     numbers: list[int] = []  # the readable rows' numbers, for their positions
@@ -95,26 +93,19 @@ def _keep(rows: Iterator[Row], band: RowBand, numbered: tuple[dict[str, Any], st
         batch.clear()
         numbers.clear()
 
-    done = False
-    try:
-        with pq.ParquetWriter(tmp, _SCHEMA.with_metadata({_STAMP: stamp}), compression="zstd") as writer:
-            for row in rows:
-                if isinstance(row, RawError):
-                    batch.append({"position": band.position(row.loc), "loc": _dump(row.loc), "value": None,
-                                  "reason": row.reason, "raw": _dump(row.raw), "lang": row.lang, "detail": row.detail})
-                else:
-                    numbers.append(row[0][key])
-                    batch.append({"position": None, "loc": _dump(row[0]), "value": _dump(row[1])})
-                if len(batch) >= SPOOL_ROWS:
-                    flush()
-                yield row
-            if batch:
+    with atomic_path(spool) as tmp, pq.ParquetWriter(tmp, _SCHEMA.with_metadata({_STAMP: stamp}), compression="zstd") as writer:
+        for row in rows:
+            if isinstance(row, RawError):
+                batch.append({"position": band.position(row.loc), "loc": _dump(row.loc), "value": None,
+                              "reason": row.reason, "raw": _dump(row.raw), "lang": row.lang, "detail": row.detail})
+            else:
+                numbers.append(row[0][key])
+                batch.append({"position": None, "loc": _dump(row[0]), "value": _dump(row[1])})
+            if len(batch) >= SPOOL_ROWS:
                 flush()
-        os.replace(tmp, spool)
-        done = True
-    finally:
-        if not done:
-            tmp.unlink(missing_ok=True)
+            yield row
+        if batch:
+            flush()
 
 
 def _row(kept: dict[str, Any]) -> Row:
