@@ -2,14 +2,14 @@
 
 Reads NTREX-128 through the bitext adapter (every language, both hubs), builds the translation and
 interactive records (`datakit.construct.build`: templates, CLDR names, ids), and writes them to
-Parquet in batches, the way the prepare phase does (batches of BATCH_ROWS raw rows, built and
-turned into columns with the cyclic collector paused; `records.to_table`, a batch's columns at
-once). Then writes the very same rows again with pyarrow alone, from the Python rows and from
-Arrow tables. Both passes run three times, alternating, in one process; each counts process CPU
-seconds and the best of three is kept (the machine is shared: wall time would measure the
-neighbours). Prints records/s of each and the ratios (target: construct + write within 3x of the
-write alone), and the peak traced memory of the construct + write pass at two sizes (target: flat
-in the number of records).
+Parquet in batches, the way the prepare phase does (batches of BATCH_ROWS raw rows, each read,
+built, turned into columns and written with the cyclic collector paused; `records.to_table`, a
+batch's columns at once). Then writes the very same rows again with pyarrow alone, from the Python
+rows and from Arrow tables. Both passes run three times, alternating, in one process; each counts
+process CPU seconds and the best of three is kept (the machine is shared: wall time would measure
+the neighbours). Prints records/s of each and the ratios (target: construct + write within 3x of
+the write alone), and the peak traced memory of the construct + write pass at two sizes (target:
+flat in the number of records).
 
 The timed construct pass runs as a build's task does: what the process starts with (modules, the
 recipe, and the rows the write side takes, made once in an untimed pass) is frozen out of the
@@ -29,6 +29,7 @@ import gc
 import tempfile
 import time
 import tracemalloc
+from itertools import islice
 from pathlib import Path
 
 import pyarrow as pa
@@ -49,33 +50,29 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def construct_and_write(data_dir: Path, sample: int, path: Path, keep: list | None) -> tuple[int, float]:
     """Records made and CPU seconds to read, construct and write them; `keep` collects the batches.
-    As a build's task: raw rows read in batches of BATCH_ROWS, each batch's records built and then
-    turned into columns with the cyclic collector paused (`PartitionRun._construct` and `keep`)."""
+    As a build's task (`partition.process_partition`): raw rows read in batches of BATCH_ROWS, and
+    each batch's whole life (its rows read, its records built, turned into columns and written,
+    then freed) runs with the cyclic collector paused."""
     forget_files()  # each pass counts and reads the files afresh, as a build's worker does once
     recipe = load_recipe(ROOT / "pipelines" / "local.yaml")
     source = next(s for s in recipe.sources if s.name == "ntrex128")
     ctx = ReadContext(data_dir, None, sample, None, tuple(recipe.pivots))
     adapter, schema = adapter_for(source), record_schema()
-    n, started, rows = 0, time.process_time(), []
+    items = (item for part in adapter.partitions(source, ctx) for item in adapter.read(source, part, ctx))
+    raw_rows = (item for item in items if isinstance(item, RawRow))
+    n, started = 0, time.process_time()
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        def flush() -> int:
+        while True:
             with collector_paused():
+                rows = list(islice(raw_rows, BATCH_ROWS))
+                if not rows:
+                    break
                 batch = [r for row in rows for r in build(row, source, recipe) if not isinstance(r, Rejected)]
-                table = to_table(batch, schema)
-            writer.write_table(table)
-            if keep is not None:
-                keep.append(batch)
-            rows.clear()
-            return len(batch)
-
-        for part in adapter.partitions(source, ctx):
-            for item in adapter.read(source, part, ctx):
-                if isinstance(item, RawRow):
-                    rows.append(item)
-                    if len(rows) >= BATCH_ROWS:
-                        n += flush()
-        if rows:
-            n += flush()
+                writer.write_table(to_table(batch, schema))
+                n += len(batch)
+                if keep is not None:
+                    keep.append(batch)
+                del rows, batch
     return n, time.process_time() - started
 
 

@@ -7,13 +7,22 @@ walks what the batch holds so far, none of it garbage yet: about a tenth of benc
 read + construct + write passes (collector on against off, same process, batches of 2,000
 records), and about 5% of the language-ID stage. What a batch leaves in a cycle is collected as
 usual once the collector runs again, between batches.
+
+Paused step by step (construct, then each stage), the batch was still alive each time the
+collector came back, and its first collection walked all of it again: `each_batch_paused` pauses
+a batch's whole life instead, and drops the batch before resuming. Freed containers leave the
+collector's count as they go, so it resumes with little to walk.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+_Batch = TypeVar("_Batch")
+_END = object()
 
 
 @contextlib.contextmanager
@@ -28,3 +37,16 @@ def collector_paused() -> Iterator[None]:
     finally:
         if collecting:
             gc.enable()
+
+
+def each_batch_paused(batches: Iterator[_Batch], work: Callable[[_Batch], object]) -> None:
+    """`work(batch)` for every batch, each batch's whole life paused: made by the iterator (its
+    rows read, its records built), worked on, and dropped before the collector resumes. `work`
+    keeps nothing of the batch (its records are written, or rejected and written)."""
+    while True:
+        with collector_paused():
+            batch = next(batches, _END)
+            if batch is _END:
+                return
+            work(batch)
+            del batch

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from datakit.collector import collector_paused
+from datakit.collector import collector_paused, each_batch_paused
 from datakit.construct import Rejected, build
 from datakit.construct.templates import NativeTemplates
 from datakit.corpus_steps.memory import prefer_jemalloc, release_memory
@@ -173,6 +173,12 @@ class PartitionRun:
         self.writers.reject(rejected)
         return kept
 
+    def stage_and_keep(self, records: list[Record]) -> None:
+        """A constructed batch through every per-record stage, then into the work file."""
+        for stage in self.stages:
+            records = self.apply(stage, records)
+        self.keep(records)
+
     def keep(self, records: list[Record]) -> None:
         started = time.perf_counter()
         with collector_paused():
@@ -217,10 +223,7 @@ def process_partition(job: PartitionJob) -> PartitionResult:
     gc.collect()
     gc.freeze()
     try:
-        for records in run.constructed():
-            for stage in run.stages:
-                records = run.apply(stage, records)
-            run.keep(records)
+        each_batch_paused(run.constructed(), run.stage_and_keep)
         return run.finish()
     except BaseException as e:
         run.abort(e)

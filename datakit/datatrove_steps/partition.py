@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from datakit.collector import each_batch_paused
 from datakit.engine.datatrove import RankJobs, save_result
 from datakit.partition import BATCH_ROWS, PartitionJob, PartitionResult, PartitionRun
 from datakit.record_stages.order import enabled_stages
@@ -127,10 +128,8 @@ class WriteRecords(PipelineStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         try:
-            for batch in _batches(data or [], BATCH_ROWS):
-                partition = batch[0].metadata["partition"]
-                self._finish(before=partition)
-                self.shared.runs[partition].keep([d.metadata["record"] for d in batch])
+            # The steps before this one are lazy: pulling a batch here reads, builds and stages it.
+            each_batch_paused(_batches(data or [], BATCH_ROWS), self._keep)
             self._finish(before=None)
         except BaseException as e:
             for index, run in self.shared.runs.items():
@@ -139,6 +138,11 @@ class WriteRecords(PipelineStep):
             raise
         return
         yield
+
+    def _keep(self, batch: list[Document]) -> None:
+        partition = batch[0].metadata["partition"]
+        self._finish(before=partition)
+        self.shared.runs[partition].keep([d.metadata["record"] for d in batch])
 
     def _finish(self, before: int | None) -> None:
         """Finish, in order, the started partitions up to `before` (None: all of them)."""
