@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from datakit.recipe import Source
 from datakit.sources import files, hub
 from datakit.sources.base import BAND_SCALE, Partition, Passed, RawError, ReadContext
 
+ROOT = Path(__file__).resolve().parents[1]
 BANDS = [(0, BAND_SCALE // 4), (BAND_SCALE // 4, BAND_SCALE // 2 + 7), (BAND_SCALE // 2 + 7, BAND_SCALE)]
 
 
@@ -133,3 +137,67 @@ def test_a_read_stopped_early_leaves_no_spool(tmp_path):
     next(rows), next(rows)
     rows.close()
     assert not list((tmp_path / "bands").iterdir())
+
+
+HUB_BANDS = textwrap.dedent("""
+    import dataclasses, json, os, shutil, sys, tempfile
+    from pathlib import Path
+    from hub_server import HubServer
+    from test_spool import BANDS, _elements, _loc, _same
+
+    with HubServer(token="t") as server:
+        os.environ["HF_ENDPOINT"] = server.endpoint
+        from huggingface_hub import HfApi
+        api = HfApi(endpoint=server.endpoint, token="t")
+        api.create_repo("org/chats", repo_type="dataset")
+        folder = Path(tempfile.mkdtemp())
+        (folder / "chats.json").write_text(_elements(80), encoding="utf-8")
+        commit = api.upload_folder(folder_path=str(folder), repo_id="org/chats", repo_type="dataset").oid
+        from datakit.recipe import Source
+        from datakit.sources import files, hub
+        from datakit.sources.base import Partition, Passed, ReadContext
+        source = Source(name="chats", format="messages", lang="eng_Latn", hub="org/chats", license="MIT", revision=commit)
+        whole = list(hub.iter_hub_rows(source, None, None, 0, 1, None))
+        part = Partition("chats", "default:0", {"config": None, "shard": 0, "shards": 1}, ("eng_Latn",))
+        bands = Path(tempfile.mkdtemp())
+        ctx = ReadContext(None, None, None, None, ("eng_Latn", "zho_Hans"), seed=5, index_dir=str(bands))
+        parsed = []
+        real = files.iter_json_array
+        files.iter_json_array = lambda path, where=None: parsed.append(str(path)) or real(path, where)
+        got = []
+        for i, (lo, hi) in enumerate(BANDS):
+            if i == 1:  # the later bands run where the Hub cache never held the file
+                shutil.rmtree(Path(os.environ["HF_HOME"]) / "hub")
+            band = dataclasses.replace(ctx.band(dataclasses.replace(part, band=(lo, hi))), index=bands / "chats.npz")
+            got.append([_same(r) for r in hub.iter_hub_rows(source, None, None, 0, 1, None, band)
+                        if not isinstance(r, Passed) and lo <= part.position(5, _loc(r)) < hi])
+        expected = [[_same(w) for w in whole if lo <= part.position(5, _loc(w)) < hi] for lo, hi in BANDS]
+        fetched = sorted(p.name for p in (Path(os.environ["HF_HOME"]) / "hub").rglob("chats.json"))
+        at_branch = "hf://datasets/org/chats@main/chats.json"  # a URL at a branch: stamped by what the Hub says of it
+        stamps = [hub._content_stamp(at_branch, False)]
+        (folder / "chats.json").write_text(_elements(81), encoding="utf-8")
+        api.upload_folder(folder_path=str(folder), repo_id="org/chats", repo_type="dataset")
+        stamps.append(hub._content_stamp(at_branch, False))
+        print(json.dumps({"same": got == expected, "rows": sum(map(len, got)), "parsed": len(parsed), "fetched": fetched,
+                          "names": hub.array_files(source, None, None), "commit": commit, "stamps": stamps}))
+""")
+
+
+def test_later_hub_bands_use_the_spool_without_fetching_the_file(tmp_path):
+    """On a cluster, a later band may run on a machine that never fetched the array: the spool of a
+    Hub file at a commit is checked against its URL, so the 1.9 GB file is not fetched again just
+    to be stamped. Against a server that speaks the Hub's protocol (subprocess: the test session
+    runs with HF_HUB_OFFLINE=1, which huggingface_hub reads at import)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf"),
+           "HF_TOKEN": "t", "HF_HUB_DISABLE_XET": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("HF_DATASETS_CACHE", None)
+    out = subprocess.run([sys.executable, "-c", HUB_BANDS], capture_output=True, text=True, cwd=ROOT / "tests", env=env,
+                         timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["same"] and got["rows"] == 80
+    assert got["parsed"] == 1  # the first band parsed the file; the later ones read their rows from the spool
+    assert got["fetched"] == []  # and did not fetch the file into the emptied cache
+    assert got["names"] == [f"hf://datasets/org/chats@{got['commit']}/chats.json"]  # `datasets` names the commit
+    before, after = got["stamps"]  # a file at a branch is stamped by its blob, so a new commit is told apart
+    assert before != after and before[0] == after[0] and all(before[1:]) and all(after[1:])

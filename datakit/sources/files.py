@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from datakit.errors import SourceError
+from datakit.hashing import file_stamp
 from datakit.sources import spool
 from datakit.sources.base import RawError, RowBand, Unread
 
@@ -509,7 +510,7 @@ def iter_rows(path: Path, *, columns: list[str] | None = None, header: bool | No
         yield from iter_json_lines(path, start_byte, start_line, limit, band)
     elif suffix == ".json":
         if band is not None and band.index is not None and limit is None:  # later bands read the rows kept
-            yield from spool.read_by_band(lambda: iter_json_array(path), band, [path], ({"file": str(path)}, "index"))
+            yield from spool.read_by_band(lambda: iter_json_array(path), band, [file_stamp(path)], ({"file": str(path)}, "index"))
             return
         for n, item in enumerate(iter_json_array(path)):
             if limit is not None and n >= limit:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import gzip
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from datakit.errors import SourceError
+from datakit.hashing import file_stamp
 from datakit.recipe import Source
 from datakit.sources import files, spool
 from datakit.sources.base import Passed, RawError, RowBand, Unread
@@ -169,6 +171,25 @@ def _local_copy(name: str, local: bool) -> Path:
     return Path(hf_hub_download(resolved.repo_id, resolved.path_in_repo, repo_type="dataset", revision=resolved.revision))
 
 
+_AT_COMMIT = re.compile(r"@[0-9a-f]{40}/")
+
+
+def _content_stamp(name: str, local: bool) -> Any:
+    """What tells a data file's content from another's without fetching it: a file on disk's
+    `file_stamp`; a Hub file's URL where it names a commit (`datasets` resolves the data files of a
+    revision to its commit, whose files never change), else the ETag and size the Hub gives for it
+    now (what `hf_hub_download` checks a cached copy against)."""
+    if local:
+        return file_stamp(name)
+    if _AT_COMMIT.search(name):
+        return name
+    from huggingface_hub import HfFileSystem, get_hf_file_metadata, hf_hub_url
+
+    resolved = HfFileSystem().resolve_path(name)
+    meta = get_hf_file_metadata(hf_hub_url(resolved.repo_id, resolved.path_in_repo, repo_type="dataset", revision=resolved.revision))
+    return [name, meta.etag, meta.size]
+
+
 def _shard_files(names: list[str], shard: int, shards: int) -> list[str]:
     """The files of one shard, split into contiguous runs as `IterableDataset.shard` does."""
     size, extra = divmod(len(names), shards)
@@ -195,7 +216,7 @@ def iter_hub_rows(source: Source, config: str | None, mirror: Path | None, shard
         read = functools.partial(_iter_array_rows, arrays, target, local, where, shard, shards, limit)
         if band is not None and band.index is not None and limit is None:  # later bands read the rows kept
             names = _shard_files(arrays, shard, shards) if shards > 1 else arrays
-            yield from spool.read_by_band(read, band, [_local_copy(name, local) for name in names], (where, "row"))
+            yield from spool.read_by_band(read, band, [_content_stamp(name, local) for name in names], (where, "row"))
         else:
             yield from read()
         return

@@ -8,8 +8,9 @@ location, its value or what made it unreadable, and its band position). Later ba
 read the positions, then only the row groups that hold their rows, and decode only those rows.
 
 A spool is written whole or not at all, and is used only for the files as they were when it was
-written, by the Python that wrote it (the files' `file_stamp`s and the marshal format are in its
-metadata). Rows are kept with `marshal`, which gives every value back exactly as read (key order,
+written, by the Python that wrote it (the files' stamps and the marshal format are in its
+metadata; a Hub file at a commit is stamped by its URL, so a task on a machine that never fetched
+it uses the spool without fetching it). Rows are kept with `marshal`, which gives every value back exactly as read (key order,
 floats to the bit, NaN, integers of any size, a lone surrogate) and, unlike pickle, runs no code
 as it loads: a band's records are byte-identical to those of a whole read. (JSON through the
 standard library took longer than parsing the file; orjson writes NaN as null.)
@@ -27,7 +28,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datakit.hashing import file_stamp
 from datakit.sources.base import Passed, RawError, RowBand
 from datakit.store import atomic_path
 
@@ -45,16 +45,18 @@ _SCHEMA = pa.schema([
 ])
 
 
-def read_by_band(read_all: Callable[[], Iterator[Row]], band: RowBand, files: list[Path],
+def read_by_band(read_all: Callable[[], Iterator[Row]], band: RowBand, stamps: list[Any],
                  numbered: tuple[dict[str, Any], str]) -> Iterator[Row]:
     """The rows `read_all` gives, for a band with an index: from the spool where one was kept for
-    these files (the band's rows, then one `Passed` for the others), else every row as `read_all`
+    the same files (the band's rows, then one `Passed` for the others), else every row as `read_all`
     gives it, kept in a spool on the way (the task leaves out the rows outside its band, as it does
-    for any reader that cannot pass over rows). `numbered`: (base, key) such that a readable row's
-    location is {**base, key: n}, so that the positions of a batch's rows are computed at once."""
+    for any reader that cannot pass over rows). `stamps`: what tells the files' contents apart
+    without reading them (`file_stamp` of a file on disk, the URL of a Hub file at a commit), so a
+    kept spool is used without the files at hand. `numbered`: (base, key) such that a readable
+    row's location is {**base, key: n}, so that the positions of a batch's rows are computed at once."""
     assert band.index is not None
     spool = band.index.with_suffix(".spool.parquet")
-    stamp = json.dumps([marshal.version, sys.version_info[:2], [file_stamp(f) for f in files]]).encode()
+    stamp = json.dumps([marshal.version, sys.version_info[:2], stamps]).encode()
     kept = _open(spool, stamp)
     if kept is None:
         yield from _keep(read_all(), band, numbered, spool, stamp)
