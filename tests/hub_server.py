@@ -36,10 +36,13 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -674,3 +677,31 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             self._send(200, raw=hub.content(f), headers=headers, content_type="application/octet-stream")
 
     return Handler
+
+
+def dataset_on_hub(server: HubServer, repo_id: str, files: dict[str, str]) -> tuple[Any, str]:
+    """A dataset repo on the server holding `files` (path -> text), uploaded as a user would: the
+    `HfApi` client and the commit. Points huggingface_hub at the server first (it reads HF_ENDPOINT
+    at import)."""
+    os.environ["HF_ENDPOINT"] = server.endpoint
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=server.endpoint, token=server.token)
+    api.create_repo(repo_id, repo_type="dataset")
+    folder = Path(tempfile.mkdtemp())
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return api, api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset").oid
+
+
+def run_online(script: str, home: Path, timeout: int = 180) -> dict[str, Any]:
+    """Run `script` (which starts a HubServer) in a subprocess that may go online, with its own Hub
+    cache in `home`, and return the JSON its last line prints. A subprocess: the test session runs
+    with HF_HUB_OFFLINE=1, which huggingface_hub reads at import."""
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", "HF_HOME": str(home),
+           "HF_TOKEN": "t", "HF_HUB_DISABLE_XET": "1", "PYTHONPATH": str(tests.parent)}
+    env.pop("HF_DATASETS_CACHE", None)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tests, env=env, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])

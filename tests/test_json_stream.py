@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import importlib
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ import ijson
 import pyarrow.parquet as pq
 import pytest
 from hub_mirror import build_mirror
+from hub_server import run_online
 
 from datakit.build import BuildOptions, run_build
 from datakit.errors import SourceError
@@ -206,19 +206,12 @@ def test_hub_json_arrays_are_streamed_by_datakit_not_loaded_by_datasets(corpus, 
 
 
 HUB_PROBE = textwrap.dedent("""
-    import json, os, sys, tempfile
-    from pathlib import Path
-    from hub_server import HubServer
+    import json
+    from hub_server import HubServer, dataset_on_hub
 
     with HubServer(token="t") as server:
-        os.environ["HF_ENDPOINT"] = server.endpoint
-        from huggingface_hub import HfApi
-        api = HfApi(endpoint=server.endpoint, token="t")
-        api.create_repo("teknium/OpenHermes-2.5", repo_type="dataset")
-        folder = Path(tempfile.mkdtemp())
         rows = [{"conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": f"a{i}"}]} for i in range(5)]
-        (folder / "openhermes2_5.json").write_text(json.dumps(rows, indent=2))
-        commit = api.upload_folder(folder_path=str(folder), repo_id="teknium/OpenHermes-2.5", repo_type="dataset").oid
+        api, commit = dataset_on_hub(server, "teknium/OpenHermes-2.5", {"openhermes2_5.json": json.dumps(rows, indent=2)})
         from datakit.recipe import load_recipe
         from datakit.resources import pipeline_path
         from datakit.sources import hub
@@ -230,13 +223,6 @@ HUB_PROBE = textwrap.dedent("""
 
 
 def test_hub_json_arrays_are_resolved_and_downloaded_from_the_hub_at_the_revision(tmp_path):
-    # A subprocess: the test session runs with HF_HUB_OFFLINE=1, which huggingface_hub reads at import.
-    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf"),
-           "HF_TOKEN": "t", "HF_HUB_DISABLE_XET": "1", "PYTHONPATH": str(ROOT)}
-    env.pop("HF_DATASETS_CACHE", None)
-    out = subprocess.run([sys.executable, "-c", HUB_PROBE], capture_output=True, text=True, cwd=ROOT / "tests", env=env,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = run_online(HUB_PROBE, tmp_path / "hf", timeout=120)
     assert got["files"] == [f"hf://datasets/teknium/OpenHermes-2.5@{got['commit']}/openhermes2_5.json"]
     assert got["rows"] == got["expected"]

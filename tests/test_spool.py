@@ -9,18 +9,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from hub_server import run_online
 
 from datakit.recipe import Source
 from datakit.sources import files, hub
 from datakit.sources.base import BAND_SCALE, Partition, Passed, RawError, ReadContext
 
-ROOT = Path(__file__).resolve().parents[1]
 BANDS = [(0, BAND_SCALE // 4), (BAND_SCALE // 4, BAND_SCALE // 2 + 7), (BAND_SCALE // 2 + 7, BAND_SCALE)]
 
 
@@ -140,19 +138,13 @@ def test_a_read_stopped_early_leaves_no_spool(tmp_path):
 
 
 HUB_BANDS = textwrap.dedent("""
-    import dataclasses, json, os, shutil, sys, tempfile
+    import dataclasses, json, os, shutil, tempfile
     from pathlib import Path
-    from hub_server import HubServer
+    from hub_server import HubServer, dataset_on_hub
     from test_spool import BANDS, _elements, _loc, _same
 
     with HubServer(token="t") as server:
-        os.environ["HF_ENDPOINT"] = server.endpoint
-        from huggingface_hub import HfApi
-        api = HfApi(endpoint=server.endpoint, token="t")
-        api.create_repo("org/chats", repo_type="dataset")
-        folder = Path(tempfile.mkdtemp())
-        (folder / "chats.json").write_text(_elements(80), encoding="utf-8")
-        commit = api.upload_folder(folder_path=str(folder), repo_id="org/chats", repo_type="dataset").oid
+        api, commit = dataset_on_hub(server, "org/chats", {"chats.json": _elements(80)})
         from datakit.recipe import Source
         from datakit.sources import files, hub
         from datakit.sources.base import Partition, Passed, ReadContext
@@ -175,8 +167,7 @@ HUB_BANDS = textwrap.dedent("""
         fetched = sorted(p.name for p in (Path(os.environ["HF_HOME"]) / "hub").rglob("chats.json"))
         at_branch = "hf://datasets/org/chats@main/chats.json"  # a URL at a branch: stamped by what the Hub says of it
         stamps = [hub._content_stamp(at_branch, False)]
-        (folder / "chats.json").write_text(_elements(81), encoding="utf-8")
-        api.upload_folder(folder_path=str(folder), repo_id="org/chats", repo_type="dataset")
+        api.upload_file(path_or_fileobj=_elements(81).encode(), path_in_repo="chats.json", repo_id="org/chats", repo_type="dataset")
         stamps.append(hub._content_stamp(at_branch, False))
         print(json.dumps({"same": got == expected, "rows": sum(map(len, got)), "parsed": len(parsed), "fetched": fetched,
                           "names": hub.array_files(source, None, None), "commit": commit, "stamps": stamps}))
@@ -188,13 +179,7 @@ def test_later_hub_bands_use_the_spool_without_fetching_the_file(tmp_path):
     Hub file at a commit is checked against its URL, so the 1.9 GB file is not fetched again just
     to be stamped. Against a server that speaks the Hub's protocol (subprocess: the test session
     runs with HF_HUB_OFFLINE=1, which huggingface_hub reads at import)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf"),
-           "HF_TOKEN": "t", "HF_HUB_DISABLE_XET": "1", "PYTHONPATH": str(ROOT)}
-    env.pop("HF_DATASETS_CACHE", None)
-    out = subprocess.run([sys.executable, "-c", HUB_BANDS], capture_output=True, text=True, cwd=ROOT / "tests", env=env,
-                         timeout=180)
-    assert out.returncode == 0, out.stderr[-2000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = run_online(HUB_BANDS, tmp_path / "hf")
     assert got["same"] and got["rows"] == 80
     assert got["parsed"] == 1  # the first band parsed the file; the later ones read their rows from the spool
     assert got["fetched"] == []  # and did not fetch the file into the emptied cache
