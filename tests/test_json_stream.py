@@ -211,7 +211,7 @@ HUB_PROBE = textwrap.dedent("""
 
     with HubServer(token="t") as server:
         rows = [{"conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": f"a{i}"}]} for i in range(5)]
-        api, commit = dataset_on_hub(server, "teknium/OpenHermes-2.5", {"openhermes2_5.json": json.dumps(rows, indent=2)})
+        _, commit = dataset_on_hub(server, "teknium/OpenHermes-2.5", {"openhermes2_5.json": json.dumps(rows, indent=2)})
         from datakit.recipe import load_recipe
         from datakit.resources import pipeline_path
         from datakit.sources import hub

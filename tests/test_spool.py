@@ -184,5 +184,5 @@ def test_later_hub_bands_use_the_spool_without_fetching_the_file(tmp_path):
     assert got["parsed"] == 1  # the first band parsed the file; the later ones read their rows from the spool
     assert got["fetched"] == []  # and did not fetch the file into the emptied cache
     assert got["names"] == [f"hf://datasets/org/chats@{got['commit']}/chats.json"]  # `datasets` names the commit
-    before, after = got["stamps"]  # a file at a branch is stamped by its blob, so a new commit is told apart
+    before, after = got["stamps"]  # a file at a branch is stamped by its ETag and size, so a new commit is told apart
     assert before != after and before[0] == after[0] and all(before[1:]) and all(after[1:])

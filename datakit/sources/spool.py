@@ -10,10 +10,11 @@ read the positions, then only the row groups that hold their rows, and decode on
 A spool is written whole or not at all, and is used only for the files as they were when it was
 written, by the Python that wrote it (the files' stamps and the marshal format are in its
 metadata; a Hub file at a commit is stamped by its URL, so a task on a machine that never fetched
-it uses the spool without fetching it). Rows are kept with `marshal`, which gives every value back exactly as read (key order,
-floats to the bit, NaN, integers of any size, a lone surrogate) and, unlike pickle, runs no code
-as it loads: a band's records are byte-identical to those of a whole read. (JSON through the
-standard library took longer than parsing the file; orjson writes NaN as null.)
+it uses the spool without fetching it). Rows are kept with `marshal`, which gives every value back
+exactly as read (key order, floats to the bit, NaN, integers of any size, a lone surrogate) and,
+unlike pickle, runs no code as it loads: a band's records are byte-identical to those of a whole
+read. (JSON through the standard library took longer than parsing the file; orjson writes NaN as
+null.)
 """
 
 from __future__ import annotations
